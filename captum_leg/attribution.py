@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from captum._utils.common import (
@@ -21,7 +21,8 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_leg.estimators import MomentAccumulator, leg_tv
-from captum_leg.grid import Grid, cell_index, get_grid
+from captum_leg.grid import get_grid
+from captum_leg.pixels import CellMap
 from captum_leg.sampling import SAMPLING_SCHEMES, NoiseStream, make_generator
 from captum_leg.targets import TargetIndex, TargetType, parse_target
 
@@ -289,28 +290,24 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         with bar:
             baseline = None
             if not antithetic:
-                baseline = forward(x.unsqueeze(0), 1, perturbed=False)[0]  # (N,)
+                baseline = forward(x.unsqueeze(0), 1, perturbed=False)[0].to(grid_dtype)
                 bar.update()
-            rows = cell_index(height, k1, device)
-            cols = cell_index(width, k2, device)
+            cells = CellMap(height, width, k1, k2, device)
             stream = NoiseStream(grid, make_generator(seed, device))
             acc = MomentAccumulator(grid, n_ex, s, units, track_variance=return_standard_error)
             for start in range(0, total_units, units_per_eval):
                 k = min(units_per_eval, total_units - start)
-                draws = stream.take(k)  # (k, k1, k2)
-                channels = torch.arange(start, start + k, device=device) // units
-                noise = draws * s[channels][:, None, None]
-                pixels = noise[:, rows][:, :, cols].to(x.dtype)  # (k, H, W)
-                if antithetic:
-                    pixels = torch.cat([pixels, -pixels])
-                    channels_eval = torch.cat([channels, channels])
-                else:
-                    channels_eval = channels
-                batch = x.unsqueeze(0).repeat(pixels.shape[0], 1, 1, 1, 1)  # (P, N, C, H, W)
-                batch[torch.arange(pixels.shape[0], device=device), :, channels_eval] += pixels[:, None]
-                out = forward(batch, pixels.shape[0]).to(grid_dtype)  # (P, N)
-                resp = (out[:k] - out[k:]) / 2 if antithetic else out - baseline.to(grid_dtype)
-                acc.add(resp, channels, draws)
+                draws = stream.take(k)  # (k, k1, k2), standard: X = s_c * draws
+                segments = channel_segments(start, k, units)
+                batch = x.unsqueeze(0).repeat(k * per_unit, 1, 1, 1, 1)  # (P, N, C, H, W)
+                for lo, hi, c in segments:
+                    noise = (draws[lo:hi] * s[c]).to(x.dtype)
+                    cells.add_into(batch[lo:hi, :, c], x[:, c], noise)
+                    if antithetic:
+                        cells.add_into(batch[k + lo : k + hi, :, c], x[:, c], -noise)
+                out = forward(batch, k * per_unit).to(grid_dtype)  # (P, N)
+                resp = (out[:k] - out[k:]) / 2 if antithetic else out - baseline
+                acc.add(resp, segments, draws)
                 bar.update()
 
         if penalty is None:
@@ -319,10 +316,10 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
             maps = leg_tv(acc.moment(), grid, s, lams, solver, solver_options)
             if not lam_is_seq:
                 maps = maps[0]
-        attr = _upsample(maps, grid, rows, cols, height, width).to(x.dtype)
+        attr = cells.upsample_per_pixel(maps).to(x.dtype)
         result: Any = (attr,) if is_tuple else attr
         if return_standard_error:
-            se = _upsample(acc.standard_error(), grid, rows, cols, height, width).to(x.dtype)
+            se = cells.upsample_per_pixel(acc.standard_error()).to(x.dtype)
             return result, ((se,) if is_tuple else se)
         return result
 
@@ -371,12 +368,20 @@ class _BatchedForward:
         return self._expanded[n_perturbations]
 
 
-def _upsample(maps: Tensor, grid: Grid, rows: Tensor, cols: Tensor, height: int, width: int) -> Tensor:
-    """Grid maps ``(..., k1, k2)`` to pixels ``(..., H, W)`` on the per-pixel scale."""
-    row_sizes = torch.bincount(rows, minlength=grid.k1).to(maps.dtype)
-    col_sizes = torch.bincount(cols, minlength=grid.k2).to(maps.dtype)
-    per_pixel = maps / (row_sizes[:, None] * col_sizes[None, :])
-    return per_pixel[..., rows, :][..., cols]
+def channel_segments(start: int, k: int, units: int) -> List[Tuple[int, int, int]]:
+    """Split units ``start .. start+k`` (channel-major, ``units`` per channel) by channel.
+
+    Returns ``(lo, hi, channel)`` with ``lo, hi`` relative to ``start``; a batch spans
+    few channels, so per-segment work stays vectorised without a loop over samples.
+    """
+    segments = []
+    pos = start
+    while pos < start + k:
+        channel = pos // units
+        end = min(start + k, (channel + 1) * units)
+        segments.append((pos - start, end - start, channel))
+        pos = end
+    return segments
 
 
 # -- argument checks -------------------------------------------------------------------

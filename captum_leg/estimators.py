@@ -7,7 +7,7 @@ input's device. Channel ``c`` has noise level ``s_c``; its perturbations are
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -39,22 +39,24 @@ class MomentAccumulator:
         self._sum = torch.zeros(shape, device=grid.device, dtype=grid.dtype)
         self._sq = torch.zeros(shape, device=grid.device, dtype=grid.dtype) if track_variance else None
 
-    def add(self, responses: Tensor, channels: Tensor, draws: Tensor) -> None:
+    def add(self, responses: Tensor, segments: Sequence[Tuple[int, int, int]], draws: Tensor) -> None:
         """Add ``k`` units.
 
         Args:
             responses: ``(k, N)`` unit responses ``r``.
-            channels: ``(k,)`` channel of each unit.
+            segments: ``(lo, hi, channel)`` runs of units sharing a channel.
             draws: ``(k, k1, k2)`` standard draws ``Z`` (``X = s_c Z``).
         """
-        onehot = torch.nn.functional.one_hot(channels, self.noise_levels.numel()).to(self.grid.dtype)
-        s = self.noise_levels[channels]  # (k,)
-        weights = responses[:, :, None] * onehot[:, None, :]  # (k, N, C)
-        self._sum += torch.einsum("knc,kij->ncij", weights * s[:, None, None], draws)
-        if self._sq is not None:
-            # r Sigma^{-1} X = (r / s) (L + 1 1^T / p)^{-1} Z
-            per_unit = self.grid.precision(draws)
-            self._sq += torch.einsum("knc,kij->ncij", (weights / s[:, None, None]) ** 2, per_unit**2)
+        flat = draws.flatten(1)
+        per_unit = self.grid.precision(draws).flatten(1) if self._sq is not None else None
+        for lo, hi, c in segments:
+            s = self.noise_levels[c]
+            r = responses[lo:hi].T  # (N, units)
+            self._sum[:, c] += (s * (r @ flat[lo:hi])).view_as(self._sum[:, c])
+            if per_unit is not None:
+                # r Sigma^{-1} X = (r / s) (L + 1 1^T / p)^{-1} Z
+                sq = ((r / s) ** 2) @ per_unit[lo:hi] ** 2
+                self._sq[:, c] += sq.view_as(self._sq[:, c])
 
     def moment(self) -> Tensor:
         """``m``, shaped ``(N, C, k1, k2)``."""
