@@ -75,16 +75,18 @@ FULL_RES_SCRIPT = textwrap.dedent(
     weight = torch.zeros(1, 1, 224, 224)
     weight[..., 60:160, 80:140] = 1.0
     x = torch.zeros(1, 1, 224, 224)
+    kw = dict(target=0, n_samples=32, grid_size=224, seed=0)
     t0 = time.perf_counter()
-    attr = LEG(LinearModel(weight)).attribute(
-        x, target=0, n_samples=32, grid_size=224, penalty="tv", lam=0.3, seed=0
-    )
+    attr = LEG(LinearModel(weight)).attribute(x, penalty="tv", lam=0.3, **kw)
+    seconds = time.perf_counter() - t0
+    leg = LEG(LinearModel(weight)).attribute(x, **kw)
+    tv = lambda a: float(a.diff(dim=-1).abs().sum() + a.diff(dim=-2).abs().sum())
     print(json.dumps(dict(
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         shape=list(attr.shape),
         finite=bool(torch.isfinite(attr).all()),
-        inside=float(attr[..., 60:160, 80:140].mean()),
-        outside=float(attr[..., :50, :].abs().mean()),
+        tv_leg_tv=tv(attr),
+        tv_leg=tv(leg),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )))
     """
@@ -102,4 +104,6 @@ def test_full_resolution_leg_tv_runs_in_bounded_memory(tmp_path) -> None:
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert info["shape"] == [1, 1, 224, 224] and info["finite"]
     assert info["peak_rss_mb"] < 3000, info
-    assert info["inside"] > 0 and info["outside"] < 0.2 * info["inside"], info
+    # LEG's map is feasible for the LP (zero residual), so the optimum has no more total
+    # variation; at n = 32 it has far less.
+    assert info["tv_leg_tv"] < 0.5 * info["tv_leg"], info
