@@ -191,137 +191,98 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
             >>> attr = leg.attribute(images, target=labels, n_samples=500, seed=0)
             >>> tv = leg.attribute(images, target=labels, penalty="tv", lam=[0.1, 0.3])
         """
+        # A block rather than a decorator: NoiseTunnel calls attribute.__wrapped__.
         with torch.no_grad():
-            return self._attribute(
-                inputs,
-                target,
-                additional_forward_args,
-                n_samples=n_samples,
-                noise_level=noise_level,
-                grid_size=grid_size,
-                penalty=penalty,
-                lam=lam,
-                solver=solver,
-                sampling=sampling,
-                contrast_target=contrast_target,
-                perturbations_per_eval=perturbations_per_eval,
-                seed=seed,
-                show_progress=show_progress,
-                return_standard_error=return_standard_error,
-                solver_options=solver_options,
+            is_tuple, x = _check_inputs(inputs)
+            n_ex, n_ch, height, width = x.shape
+            _check_int("n_samples", n_samples, minimum=1)
+            _check_int("perturbations_per_eval", perturbations_per_eval, minimum=1)
+            if seed is not None:
+                _check_int("seed", seed, minimum=None)
+            k1, k2 = _check_grid_size(grid_size, height, width)
+            if penalty not in PENALTIES:
+                raise ValueError(f"penalty: expected None or 'tv', got {penalty!r}")
+            lams, lam_is_seq = _check_lam(lam)
+            if lam_is_seq and penalty is None:
+                raise ValueError("lam: a sequence of lambdas needs penalty='tv'")
+            if sampling not in SAMPLING_SCHEMES:
+                raise ValueError(f"sampling: expected one of {SAMPLING_SCHEMES}, got {sampling!r}")
+            antithetic = sampling == "antithetic"
+            if antithetic and n_samples % 2:
+                raise ValueError(
+                    f"n_samples: antithetic sampling uses pairs, so n_samples must be even, "
+                    f"got {n_samples}"
+                )
+            if not isinstance(return_standard_error, bool):
+                raise TypeError("return_standard_error: expected a bool")
+            if return_standard_error and penalty is not None:
+                raise ValueError(
+                    "return_standard_error: standard errors are available for LEG "
+                    "(penalty=None) only"
+                )
+            if penalty == "tv":
+                _check_solver(solver)
+            if solver_options is not None and not isinstance(solver_options, dict):
+                raise TypeError("solver_options: expected a dict or None")
+            targets = parse_target(target, n_ex, "target")
+            contrast = None if contrast_target is None else parse_target(contrast_target, n_ex, "contrast_target")
+
+            device = x.device
+            grid_dtype = torch.float32 if device.type == "mps" else torch.float64
+            grid = get_grid(k1, k2, device, grid_dtype)
+            s = _check_noise_level(noise_level, n_ch, device, grid_dtype)
+            extra = _format_additional_forward_args(additional_forward_args)
+
+            units = n_samples // 2 if antithetic else n_samples
+            per_unit = 2 if antithetic else 1
+            units_per_eval = max(1, perturbations_per_eval // per_unit)
+            total_units = n_ch * units
+            n_batches = math.ceil(total_units / units_per_eval)
+
+            bar = (
+                progress(desc=f"{type(self).__name__} attribution", total=n_batches + (0 if antithetic else 1))
+                if show_progress
+                else NullProgress()
             )
+            forward = _BatchedForward(self.forward_func, x, extra, targets, contrast)
+            with bar:
+                baseline = None
+                if not antithetic:
+                    baseline = forward(x.unsqueeze(0), 1, perturbed=False)[0].to(grid_dtype)
+                    bar.update()
+                cells = CellMap(height, width, k1, k2, device)
+                stream = NoiseStream(grid, make_generator(seed, device))
+                acc = MomentAccumulator(grid, n_ex, s, units, track_variance=return_standard_error)
+                for start in range(0, total_units, units_per_eval):
+                    k = min(units_per_eval, total_units - start)
+                    draws = stream.take(k)  # (k, k1, k2), standard: X = s_c * draws
+                    segments = channel_segments(start, k, units)
+                    batch = x.unsqueeze(0).repeat(k * per_unit, 1, 1, 1, 1)  # (P, N, C, H, W)
+                    for lo, hi, c in segments:
+                        noise = (draws[lo:hi] * s[c]).to(x.dtype)
+                        cells.add_into(batch[lo:hi, :, c], x[:, c], noise)
+                        if antithetic:
+                            cells.add_into(batch[k + lo : k + hi, :, c], x[:, c], -noise)
+                    out = forward(batch, k * per_unit).to(grid_dtype)  # (P, N)
+                    resp = (out[:k] - out[k:]) / 2 if antithetic else out - baseline
+                    acc.add(resp, segments, draws)
+                    bar.update()
+
+            if penalty is None:
+                maps = acc.leg()  # (N, C, k1, k2)
+            else:
+                maps = leg_tv(acc.moment(), grid, s, lams, solver, solver_options)
+                if not lam_is_seq:
+                    maps = maps[0]
+            attr = cells.upsample_per_pixel(maps).to(x.dtype)
+            result: Any = (attr,) if is_tuple else attr
+            if return_standard_error:
+                se = cells.upsample_per_pixel(acc.standard_error()).to(x.dtype)
+                return result, ((se,) if is_tuple else se)
+            return result
 
     def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("LinearlyEstimatedGradient does not support attribute_future")
-
-    # ------------------------------------------------------------------------------------
-    def _attribute(
-        self,
-        inputs: InputType,
-        target: TargetType,
-        additional_forward_args: Optional[object],
-        *,
-        n_samples: int,
-        noise_level: Union[float, Sequence[float], Tensor],
-        grid_size: Union[int, Tuple[int, int]],
-        penalty: Optional[str],
-        lam: Union[float, Sequence[float]],
-        solver: str,
-        sampling: str,
-        contrast_target: TargetType,
-        perturbations_per_eval: int,
-        seed: Optional[int],
-        show_progress: bool,
-        return_standard_error: bool,
-        solver_options: Optional[Dict[str, Any]],
-    ) -> Any:
-        is_tuple, x = _check_inputs(inputs)
-        n_ex, n_ch, height, width = x.shape
-        _check_int("n_samples", n_samples, minimum=1)
-        _check_int("perturbations_per_eval", perturbations_per_eval, minimum=1)
-        if seed is not None:
-            _check_int("seed", seed, minimum=None)
-        k1, k2 = _check_grid_size(grid_size, height, width)
-        if penalty not in PENALTIES:
-            raise ValueError(f"penalty: expected None or 'tv', got {penalty!r}")
-        lams, lam_is_seq = _check_lam(lam)
-        if lam_is_seq and penalty is None:
-            raise ValueError("lam: a sequence of lambdas needs penalty='tv'")
-        if sampling not in SAMPLING_SCHEMES:
-            raise ValueError(f"sampling: expected one of {SAMPLING_SCHEMES}, got {sampling!r}")
-        antithetic = sampling == "antithetic"
-        if antithetic and n_samples % 2:
-            raise ValueError(
-                f"n_samples: antithetic sampling uses pairs, so n_samples must be even, "
-                f"got {n_samples}"
-            )
-        if not isinstance(return_standard_error, bool):
-            raise TypeError("return_standard_error: expected a bool")
-        if return_standard_error and penalty is not None:
-            raise ValueError(
-                "return_standard_error: standard errors are available for LEG "
-                "(penalty=None) only"
-            )
-        if penalty == "tv":
-            _check_solver(solver)
-        if solver_options is not None and not isinstance(solver_options, dict):
-            raise TypeError("solver_options: expected a dict or None")
-        targets = parse_target(target, n_ex, "target")
-        contrast = None if contrast_target is None else parse_target(contrast_target, n_ex, "contrast_target")
-
-        device = x.device
-        grid_dtype = torch.float32 if device.type == "mps" else torch.float64
-        grid = get_grid(k1, k2, device, grid_dtype)
-        s = _check_noise_level(noise_level, n_ch, device, grid_dtype)
-        extra = _format_additional_forward_args(additional_forward_args)
-
-        units = n_samples // 2 if antithetic else n_samples
-        per_unit = 2 if antithetic else 1
-        units_per_eval = max(1, perturbations_per_eval // per_unit)
-        total_units = n_ch * units
-        n_batches = math.ceil(total_units / units_per_eval)
-
-        bar = (
-            progress(desc=f"{type(self).__name__} attribution", total=n_batches + (0 if antithetic else 1))
-            if show_progress
-            else NullProgress()
-        )
-        forward = _BatchedForward(self.forward_func, x, extra, targets, contrast)
-        with bar:
-            baseline = None
-            if not antithetic:
-                baseline = forward(x.unsqueeze(0), 1, perturbed=False)[0].to(grid_dtype)
-                bar.update()
-            cells = CellMap(height, width, k1, k2, device)
-            stream = NoiseStream(grid, make_generator(seed, device))
-            acc = MomentAccumulator(grid, n_ex, s, units, track_variance=return_standard_error)
-            for start in range(0, total_units, units_per_eval):
-                k = min(units_per_eval, total_units - start)
-                draws = stream.take(k)  # (k, k1, k2), standard: X = s_c * draws
-                segments = channel_segments(start, k, units)
-                batch = x.unsqueeze(0).repeat(k * per_unit, 1, 1, 1, 1)  # (P, N, C, H, W)
-                for lo, hi, c in segments:
-                    noise = (draws[lo:hi] * s[c]).to(x.dtype)
-                    cells.add_into(batch[lo:hi, :, c], x[:, c], noise)
-                    if antithetic:
-                        cells.add_into(batch[k + lo : k + hi, :, c], x[:, c], -noise)
-                out = forward(batch, k * per_unit).to(grid_dtype)  # (P, N)
-                resp = (out[:k] - out[k:]) / 2 if antithetic else out - baseline
-                acc.add(resp, segments, draws)
-                bar.update()
-
-        if penalty is None:
-            maps = acc.leg()  # (N, C, k1, k2)
-        else:
-            maps = leg_tv(acc.moment(), grid, s, lams, solver, solver_options)
-            if not lam_is_seq:
-                maps = maps[0]
-        attr = cells.upsample_per_pixel(maps).to(x.dtype)
-        result: Any = (attr,) if is_tuple else attr
-        if return_standard_error:
-            se = cells.upsample_per_pixel(acc.standard_error()).to(x.dtype)
-            return result, ((se,) if is_tuple else se)
-        return result
 
 
 class _BatchedForward:
