@@ -177,6 +177,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         Returns:
             *Tensor* or *tuple[Tensor]* of **attributions** (and of **standard errors**
             when requested, as a pair ``(attributions, standard_errors)``):
+
             - **attributions**: shaped like ``inputs``, same dtype and device; with a
               sequence ``lam`` and ``penalty="tv"``, shaped ``(len(lam), N, C, H, W)``.
               Each pixel carries its cell's signed estimate for its channel, on the

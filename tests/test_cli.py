@@ -1,0 +1,213 @@
+"""End-to-end tests of the ``captum-leg`` command on tiny images and a tiny user model.
+
+The user model is :func:`tiny_model` below, loaded by the CLI as
+``--model tests/test_cli.py:tiny_model`` (the path form of ``MODULE:CALLABLE``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from captum_leg.cli import build_parser, collect_images, main, output_names
+
+REPO = Path(__file__).resolve().parents[1]
+THIS = Path(__file__).resolve()
+
+
+def tiny_model() -> nn.Module:
+    """A seeded 3-class CNN on (N, 3, 16, 16) inputs in [0, 1] (--normalize unit)."""
+    g = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    fc = nn.Linear(4 * 4 * 4, 3)
+    with torch.no_grad():
+        for p in list(conv.parameters()) + list(fc.parameters()):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return nn.Sequential(conv, nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(), fc)
+
+
+def _images(folder: Path, n: int = 2) -> list:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def _explain_args(src, out, *extra):
+    return [
+        "explain", str(src), "--out", str(out), "--model", f"{THIS}:tiny_model", "--normalize", "unit",
+        "--image-size", "16", "--n-samples", "4", "--grid-size", "4", "--no-progress", *extra,
+    ]
+
+
+def test_help_texts_explain_the_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("explain", "evaluate", "sanity", "demo", "examples:", "torchrun", "MODULE:CALLABLE"):
+        assert word in text
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    text = capsys.readouterr().out
+    assert "--n-samples" in text and "--lam" in text and "resumable" in text
+
+
+def test_explain_end_to_end_and_resume(tmp_path, capsys):
+    _images(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(_explain_args(tmp_path / "in", out)) == 0
+    log = capsys.readouterr().out
+    assert "2 to explain" in log and str(out) in log
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["img0.npy", "img0.png", "img1.npy", "img1.png"]
+    a = np.load(out / "img0.npy")
+    assert a.shape == (3, 16, 16) and np.isfinite(a).all() and np.abs(a).sum() > 0
+    first_map1 = np.load(out / "img1.npy")
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    contents = {p.name: p.read_bytes() for p in out.iterdir()}
+    # resume: nothing recomputed, outputs untouched
+    assert main(_explain_args(tmp_path / "in", out)) == 0
+    log = capsys.readouterr().out
+    assert "2 already done, 0 to explain" in log
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == contents
+    # a deleted picture is recomputed, the other image is not
+    (out / "img1.png").unlink()
+    assert main(_explain_args(tmp_path / "in", out)) == 0
+    assert "1 already done, 1 to explain" in capsys.readouterr().out
+    assert (out / "img1.png").exists()
+    assert (out / "img0.npy").stat().st_mtime_ns == mtimes["img0.npy"]
+    # same seed: the recomputed map (now in a batch of one) equals the first one
+    np.testing.assert_allclose(np.load(out / "img1.npy"), first_map1, rtol=1e-4, atol=1e-6)
+
+
+def test_explain_several_lams_and_explicit_target(tmp_path, capsys):
+    (src,) = _images(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    assert main(_explain_args(src, out, "--penalty", "tv", "--lam", "0.1", "0.3", "--target", "2")) == 0
+    assert "class 2" in capsys.readouterr().out
+    a = np.load(out / "img0.npy")
+    assert a.shape == (2, 3, 16, 16)
+    # larger lam is sparser (fewer distinct values / more zeros, never more)
+    assert np.count_nonzero(np.abs(a[1]) > 1e-8) <= np.count_nonzero(np.abs(a[0]) > 1e-8)
+
+
+def test_bad_arguments_are_reported(tmp_path, capsys):
+    _images(tmp_path / "in", 1)
+    with pytest.raises(SystemExit) as e:
+        main(_explain_args(tmp_path / "in", tmp_path / "o", "--lam", "1.5"))
+    assert e.value.code == 2 and "--lam" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(_explain_args(tmp_path / "in", tmp_path / "o", "--n-samples", "0"))
+    assert "--n-samples" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no such file"):
+        main(_explain_args(tmp_path / "missing", tmp_path / "o"))
+    with pytest.raises(SystemExit, match="MODULE:CALLABLE"):
+        main(["explain", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", "nocolon"])
+
+
+def test_collect_images_and_clashing_names(tmp_path):
+    a = _images(tmp_path / "a", 1)
+    b = _images(tmp_path / "b", 1)
+    files = collect_images([str(tmp_path / "a"), str(b[0]), str(a[0])])  # duplicate dropped
+    assert files == [a[0], b[0]]
+    assert output_names(files) == ["a_img0", "b_img0"]
+
+
+def test_torchrun_shards_images_across_two_processes(tmp_path):
+    _images(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "captum_leg.cli", *_explain_args(tmp_path / "in", out),
+    ]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    # rank 0 gets images 0 and 2, rank 1 gets image 1; together all three, once each
+    assert "[rank 0/2] 2 image(s)" in log and "[rank 1/2] 1 image(s)" in log
+    assert sorted(p.name for p in out.glob("*.npy")) == ["img0.npy", "img1.npy", "img2.npy"]
+    assert log.count("img1.png: class") == 1
+    # the sharded result equals a single-process run (same seed, shared noise per batch
+    # of one image)
+    single = tmp_path / "single"
+    assert main(_explain_args(tmp_path / "in", single, "--batch-size", "1")) == 0
+    for n in ("img0", "img1", "img2"):
+        np.testing.assert_allclose(np.load(out / f"{n}.npy"), np.load(single / f"{n}.npy"), rtol=1e-4, atol=1e-6)
+
+
+def test_parser_defaults_are_documented():
+    p = build_parser()
+    args = p.parse_args(["explain", "x.jpg", "--out", "o"])
+    assert args.n_samples == 200 and args.lam == [0.1] and args.penalty == "none" and args.seed == 0
+    args = p.parse_args(["evaluate", "x", "--out", "o"])
+    assert "leg" in args.methods and args.masks == ["mean", "black", "white", "noise", "shift"]
+
+
+def test_evaluate_writes_tables_and_plot(tmp_path, capsys):
+    _images(tmp_path / "in", 2)
+    out = tmp_path / "ev"
+    args = [
+        "evaluate", str(tmp_path / "in"), "--out", str(out), "--model", f"{THIS}:tiny_model",
+        "--normalize", "unit", "--image-size", "16", "--n-samples", "4", "--grid-size", "4",
+        "--methods", "leg", "lime", "saliency", "gradcam", "--masks", "mean", "black",
+        "--key-grid", "coarse", "--sensitivity-steps", "4", "--no-progress",
+    ]
+    assert main(args) == 0
+    for name in ("key_size.csv", "key_size.md", "key_size_wide.md", "key_size_per_image.csv", "sensitivity.png", "sensitivity.npz"):
+        assert (out / name).exists(), name
+    rows = list(csv.DictReader(open(out / "key_size.csv")))
+    assert len(rows) == 4 * 2
+    assert {r["method"] for r in rows} == {"leg", "lime", "saliency", "gradcam"}
+    for r in rows:
+        assert 0 < float(r["mean"]) <= 1 and 0 < float(r["median"]) <= 1
+    assert {r["cost"] for r in rows if r["method"] in ("leg", "lime")} == {"13"}
+    z = np.load(out / "sensitivity.npz")
+    assert z["fractions"].shape == (5,) and z["leg_probability"].shape == (2, 5)
+    # a rerun reuses the cached maps
+    capsys.readouterr()
+    cached = sorted((out / "maps").rglob("*.npy"))
+    mt = [p.stat().st_mtime_ns for p in cached]
+    assert main(args) == 0
+    assert [p.stat().st_mtime_ns for p in cached] == mt
+
+
+def test_sanity_command_small(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "s"
+    assert main(["sanity", "--out", str(out), "--n-images", "2", "--n-samples", "30", "--epochs", "1"]) == 0
+    log = capsys.readouterr().out
+    assert "test accuracy" in log
+    lines = [l for l in (out / "sanity.md").read_text().splitlines() if l.startswith("|")]
+    assert "LEG |rho|" in lines[0] and "noise floor" in lines[2]
+    assert len(lines) == 3 + 4  # columns, rule, floor row, four randomised layers
+    rows = list(csv.DictReader(open(out / "sanity.csv")))
+    floor, last = float(rows[0]["LEG |rho|"]), float(rows[-1]["gradient |rho|"])
+    assert -1 <= last <= 1 and -1 <= floor <= 1
+    assert (out / "sanity.png").stat().st_size > 1000
+
+
+def test_demo_runs_and_reports(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--out", str(out), "--n-samples", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "predicted class" in log and str(out.resolve()) in log and "LEG:" in log
+    assert out.stat().st_size > 5000

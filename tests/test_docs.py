@@ -1,0 +1,97 @@
+"""The tutorial notebook executes (fast mode) and the Sphinx site builds.
+
+Deselect the slow notebook run with ``-m "not slow"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+NOTEBOOK = DOCS / "tutorials" / "leg_vs_integrated_gradients.ipynb"
+METHODS = ["LEG", "LEG-TV λ=0.1", "LEG-TV λ=0.3", "IG (× input)", "IG (gradient)",
+           "Saliency", "SmoothGrad"]
+
+
+def _outputs_text(nb: dict) -> str:
+    parts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            parts.append("".join(text) if isinstance(text, list) else text)
+    return "\n".join(parts)
+
+
+def test_stored_notebook_has_full_run_outputs():
+    nb = json.loads(NOTEBOOK.read_text())
+    text = _outputs_text(nb)
+    assert "FAST=False" in text, "the stored notebook must carry outputs of a full run"
+    assert not any(o.get("output_type") == "error"
+                   for c in nb["cells"] for o in c.get("outputs", []))
+    n_png = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+    assert n_png >= 3
+    for name in METHODS:
+        assert name in text
+
+
+@pytest.mark.slow
+def test_notebook_executes_in_fast_mode(monkeypatch, tmp_path):
+    nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed")
+    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed")
+    pytest.importorskip("ipykernel", reason="ipykernel is not installed")
+    pytest.importorskip("efficientnet_lite_pytorch", reason="captum-leg[models] is not installed")
+    monkeypatch.setenv("CAPTUM_LEG_TUTORIAL_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()  # raises CellExecutionError on any failing cell
+    text = _outputs_text(nb)
+    assert "FAST=True" in text
+    for name in METHODS:
+        assert name in text
+
+
+def test_sphinx_build(tmp_path):
+    pytest.importorskip("sphinx", reason="sphinx is not installed (pip install sphinx myst-nb furo)")
+    pytest.importorskip("myst_nb", reason="myst-nb is not installed")
+    pytest.importorskip("furo", reason="furo is not installed")
+    out = tmp_path / "html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q", "-E",
+         "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for page in ("index.html", "method.html", "api.html", "visualization.html",
+                 "tutorials/leg_vs_integrated_gradients.html"):
+        assert (out / page).exists(), page
+    api = (out / "api.html").read_text()
+    for name in ("LinearlyEstimatedGradient", "visualize_saliency_multiple", "attr_to_hwc"):
+        assert name in api
+
+
+def test_sphinx_build_fails_on_a_broken_page(tmp_path):
+    pytest.importorskip("sphinx", reason="sphinx is not installed")
+    pytest.importorskip("myst_nb", reason="myst-nb is not installed")
+    pytest.importorskip("furo", reason="furo is not installed")
+    src = tmp_path / "src"
+    (src / "_static").mkdir(parents=True)
+    (src / "conf.py").write_text((DOCS / "conf.py").read_text())
+    (src / "index.md").write_text("# Broken\n\nSee {doc}`no_such_page`.\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q",
+         str(src), str(tmp_path / "html")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "no_such_page" in proc.stderr
