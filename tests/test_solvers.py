@@ -345,3 +345,10 @@ def test_auto_admm_fallback_merges_lp_solutions(monkeypatch):
         assert "fallback" in sol.status[i]
         assert rel(sol.objective[i], ref.objective[i]) <= 1e-6
         assert float(sol.max_violation[i]) <= 1e-7
+
+
+def test_highs_prints_nothing(capfd) -> None:
+    m = torch.randn(36, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    solve_tv(m, (6, 6), 0.1, 0.2, solver="highs")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -24,6 +24,8 @@ the costs change between maps.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any, Dict, Optional
 
@@ -44,6 +46,29 @@ def _dual_lp_matrix(grid: Grid) -> sp.csc_matrix:
     top = sp.hstack([Dt, -Dt, -Dt, sp.csr_matrix(np.full((p, 1), 1.0 / p))])
     bot = sp.hstack([c, -c, sp.csr_matrix((1, M)), sp.csr_matrix([[-1.0]])])
     return sp.vstack([top, bot], format="csc")
+
+
+def _new_highs(verbose: bool) -> Any:
+    """A ``Highs`` instance; unless ``verbose``, without the banner its constructor prints.
+
+    The banner is written by C++ to file descriptor 1, so Python-level redirection
+    does not catch it.
+    """
+    import highspy
+
+    if verbose:
+        return highspy.Highs()
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 class HighsSolver(TVSolver):
@@ -94,8 +119,7 @@ class HighsSolver(TVSolver):
         lp.a_matrix_.start_ = A.indptr
         lp.a_matrix_.index_ = A.indices
         lp.a_matrix_.value_ = A.data
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", bool(verbose))
+        h = _new_highs(verbose)
         h.setOptionValue("solver", method)
         if method == "ipm":
             # Crossover gives a vertex whose multipliers are the exact primal map
