@@ -107,9 +107,10 @@ class Grid:
     # -- sampling --------------------------------------------------------------------
     def sample_standard(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
         """``n`` draws of ``D^T z + w 1 / sqrt(p)``: covariance ``L + 1 1^T / p`` (s = 1)."""
+        # float32 draws are several times faster and plenty for Monte-Carlo noise.
         z = torch.randn(
-            n, self.n_edges + 1, generator=generator, device=self.device, dtype=self.dtype
-        )
+            n, self.n_edges + 1, generator=generator, device=self.device, dtype=torch.float32
+        ).to(self.dtype)
         return self.diff_t(z[:, :-1]) + z[:, -1, None, None] / math.sqrt(self.p)
 
     # -- for LP backends -----------------------------------------------------------

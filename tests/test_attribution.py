@@ -63,10 +63,11 @@ def test_quadratic_model_gives_gradient_at_x0() -> None:
     attr = LEG(model).attribute(
         x, n_samples=40000, grid_size=6, sampling="antithetic", noise_level=0.5, seed=0
     )
-    assert rel_err(attr, expected) < 0.05
-    # Gaussian sampling is unbiased too (the quadratic term only adds variance).
+    # Measured over 6 seeds: 0.046-0.061 (Monte-Carlo error at n = 40000, p = 36).
+    assert rel_err(attr, expected) < 0.1
+    # Gaussian sampling is unbiased too (the quadratic term only adds variance): 0.036-0.048.
     gauss = LEG(model).attribute(x, n_samples=40000, grid_size=6, noise_level=0.5, seed=1)
-    assert rel_err(gauss, expected) < 0.25
+    assert rel_err(gauss, expected) < 0.1
 
 
 def test_antithetic_cancels_the_even_part() -> None:
@@ -328,3 +329,27 @@ def test_cuda_inputs_stay_on_the_device() -> None:
     assert out.device.type == "cuda"
     expected = cell_mean(weight[0], 4, 4).expand_as(x)
     assert rel_err(out.cpu(), expected) < 0.2
+
+
+def test_inputs_kept_or_edited_by_the_model_are_never_overwritten() -> None:
+    model, _, x = linear_setup()
+    kept = []
+
+    def keeping(t: torch.Tensor) -> torch.Tensor:
+        kept.append((t, t.clone()))
+        return model(t)
+
+    kw = dict(target=0, n_samples=40, grid_size=4, seed=1, perturbations_per_eval=8)
+    ref = LEG(model).attribute(x, **kw)
+    torch.testing.assert_close(LEG(keeping).attribute(x, **kw), ref)
+    assert all(torch.equal(t, copy) for t, copy in kept)  # no batch was reused under them
+    views = []
+    LEG(lambda t: (views.append(t[:, :1]), model(t))[1]).attribute(x, **kw)
+    assert len({v.untyped_storage().data_ptr() for v in views}) == len(views)
+
+    def editing(t: torch.Tensor) -> torch.Tensor:
+        out = model(t)
+        t.mul_(0)  # a model that clobbers its input in place
+        return out
+
+    torch.testing.assert_close(LEG(editing).attribute(x, **kw), ref)

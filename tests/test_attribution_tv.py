@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from captum_leg import LEG
+from captum_leg.grid import get_grid
 from conftest import LinearModel, cell_mean
 
 F64 = torch.float64
@@ -62,7 +63,12 @@ def test_backends_agree_through_attribute() -> None:
     kw = dict(target=0, n_samples=60, grid_size=8, penalty="tv", lam=0.2, seed=1)
     highs = LEG(model).attribute(x, solver="highs", **kw)
     admm = LEG(model).attribute(x, solver="admm", **kw)
-    assert rel_err(admm, highs) < 1e-2
+    # The LP optimum need not be unique: compare the objective ||D g||_1 on the grid (with
+    # its border rows), which ADMM certifies to 1e-4, and require the maps to be close.
+    grid = get_grid(8, 8)
+    objective = lambda a: float(grid.diff(a[0, 0, ::2, ::2] * 4).abs().sum())  # noqa: E731
+    assert abs(objective(admm) - objective(highs)) <= 2e-4 * objective(highs)
+    assert rel_err(admm, highs) < 0.1
 
 
 FULL_RES_SCRIPT = textwrap.dedent(
