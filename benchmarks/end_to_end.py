@@ -56,10 +56,10 @@ def main() -> None:
     for penalty in (None, "tv"):
         sync()
         t0 = time.perf_counter()
+        tv = {} if penalty is None else dict(lam=args.lam if len(args.lam) > 1 else args.lam[0])
         attr = LEG(model).attribute(
             x, target=target, n_samples=args.n_samples, grid_size=args.grid, penalty=penalty,
-            lam=args.lam if len(args.lam) > 1 else args.lam[0],
-            perturbations_per_eval=args.ppe, seed=0,
+            perturbations_per_eval=args.ppe, seed=0, **tv,
         )
         sync()
         name = "LEG" if penalty is None else f"LEG-TV lam={args.lam}"

@@ -32,6 +32,8 @@ PENALTIES = (None, "tv")
 #: on pixels scaled to [0, 1]; ImageNet normalisation divides by std ~ 0.226, so
 #: 0.02 / 0.226 ~ 0.09 gives the same perturbation on the usual normalised inputs.
 DEFAULT_NOISE_LEVEL = 0.09
+#: The reference's noise level for inputs scaled to [0, 1].
+UNIT_NOISE_LEVEL = 0.02
 
 InputType = Union[Tensor, Tuple[Tensor]]
 

@@ -218,7 +218,9 @@ def _add_leg_args(p: argparse.ArgumentParser, n_default: int = 200) -> None:
 def _noise_level(args) -> float:
     if args.noise_level is not None:
         return args.noise_level
-    return 0.09 if args.normalize == "imagenet" else 0.02
+    from captum_leg.attribution import DEFAULT_NOISE_LEVEL, UNIT_NOISE_LEVEL
+
+    return DEFAULT_NOISE_LEVEL if args.normalize == "imagenet" else UNIT_NOISE_LEVEL
 
 
 # ---------------------------------------------------------------------------------------

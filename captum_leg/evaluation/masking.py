@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -462,10 +462,17 @@ def plot_sensitivity(
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    return finish_figure(fig, title, path)
+
+
+def finish_figure(fig: Any, title: Optional[str], path: Optional[str]) -> Any:
+    """Title, tight layout, and (when ``path`` is given) save at 120 dpi and close."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
+        import matplotlib.pyplot as plt
+
         plt.close(fig)
     return fig

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from captum_leg.attribution import DEFAULT_NOISE_LEVEL
+
 METHOD_NAMES: Tuple[str, ...] = (
     "leg",
     "leg-tv",
@@ -87,7 +89,7 @@ def build_method(
     budget: int,
     *,
     channels: int = 3,
-    noise_level: float = 0.09,
+    noise_level: float = DEFAULT_NOISE_LEVEL,
     grid_size: int = 28,
     lam: float = 0.1,
     feature_grid: int = 14,

@@ -19,6 +19,8 @@ import torch
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
+from captum_leg.evaluation.masking import finish_figure
+
 #: ``explain(model, inputs, target, seed) -> attributions`` shaped like ``inputs``.
 ExplainWithModel = Callable[[nn.Module, Tensor, Tensor, Optional[int]], Tensor]
 
@@ -223,10 +225,4 @@ def plot_cascading(
             axm.imshow(image, cmap="gray" if np.ndim(image) == 2 else None)
             axm.set_xticks([])
             axm.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-    return fig
+    return finish_figure(fig, title, path)
