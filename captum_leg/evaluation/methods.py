@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from captum_leg.attribution import DEFAULT_NOISE_LEVEL
+from captum_leg.grid import cell_index
 
 METHOD_NAMES: Tuple[str, ...] = (
     "leg",
@@ -62,9 +63,8 @@ class MethodSpec:
 
 
 def grid_feature_mask(height: int, width: int, cells: int, device: Any = "cpu") -> Tensor:
-    """``(1, 1, H, W)`` feature mask of ``cells x cells`` (near-)equal rectangles."""
-    r = torch.div(torch.arange(height, device=device) * cells, height, rounding_mode="floor")
-    c = torch.div(torch.arange(width, device=device) * cells, width, rounding_mode="floor")
+    """``(1, 1, H, W)`` feature mask of ``cells x cells`` (near-)equal rectangles (LEG's cells)."""
+    r, c = cell_index(height, cells, device), cell_index(width, cells, device)
     return (r[:, None] * cells + c[None, :])[None, None]
 
 
