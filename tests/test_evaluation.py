@@ -66,7 +66,7 @@ def test_key_size_marks_the_deciding_region(mask):
     assert bool((model(x).argmax(1) == 0).all())
     good = region_map(4, sign=1.0)
     rand = torch.rand(4, 3, H, W, generator=torch.Generator().manual_seed(1))
-    kw = dict(pixel_space="unit", fractions=FRACTIONS, batch_size=50)
+    kw = dict(pixel_space="unit", steps=FRACTIONS, batch_size=50)
     ks_good = key_size(model, x, good, mask=mask, **kw)
     ks_rand = key_size(model, x, rand, mask=mask, **kw)
     assert ks_good.shape == (4,)
@@ -84,19 +84,22 @@ def test_key_size_exact_value_and_never_changes():
     # mean colour of each image: region of 1.0 must drop below 0.7 => k > 16*0.3/(1-mean)
     m = x.mean((1, 2, 3))
     k = torch.floor(16 * 0.3 / (1 - m)) + 1
-    ks = key_size(model, x, region_map(2), mask="mean", pixel_space="unit", fractions=FRACTIONS)
+    ks = key_size(model, x, region_map(2), mask="mean", pixel_space="unit", steps=FRACTIONS)
     assert torch.allclose(ks, k / 256)
+    # An int: that many even steps; 256 steps on 16 x 16 images is one pixel per step.
+    ks_int = key_size(model, x, region_map(2), mask="mean", pixel_space="unit", steps=256)
+    assert torch.allclose(ks_int, k / 256)
     # a map that puts the region last: with the region only masked at the end; fractions
     # that stop before it give 1.0 ("never changes")
     inv = 1.0 - region_map(2)
-    ks_never = key_size(model, x, inv, mask="mean", pixel_space="unit", fractions=[0.1, 0.5, 0.9])
+    ks_never = key_size(model, x, inv, mask="mean", pixel_space="unit", steps=[0.1, 0.5, 0.9])
     assert torch.equal(ks_never, torch.ones(2))
 
 
 def test_key_size_batches_and_stops_early():
     model = RegionModel(0.7)
     x = region_images(3, 1.0)
-    ks = key_size(model, x, region_map(3), mask="black", pixel_space="unit", fractions=FRACTIONS, batch_size=30)
+    ks = key_size(model, x, region_map(3), mask="black", pixel_space="unit", steps=FRACTIONS, batch_size=30)
     # 3 images, 10 fractions per chunk: the decision comes within the first chunk, so
     # far fewer than 3 * 256 masked images are evaluated
     assert model.calls <= 3 + 3 * 10 + 3
@@ -151,10 +154,14 @@ def test_argument_validation():
         key_size(model, x.numpy(), a)
     with pytest.raises(ValueError, match="attributions"):
         key_size(model, x, a[:1])
-    with pytest.raises(ValueError, match="fractions"):
-        key_size(model, x, a, fractions=[0.5, 0.2], pixel_space="unit")
-    with pytest.raises(ValueError, match="fractions"):
-        key_size(model, x, a, fractions=[1.5], pixel_space="unit")
+    with pytest.raises(ValueError, match="steps"):
+        key_size(model, x, a, steps=[0.5, 0.2], pixel_space="unit")
+    with pytest.raises(ValueError, match="steps"):
+        key_size(model, x, a, steps=[1.5], pixel_space="unit")
+    with pytest.raises(ValueError, match="steps"):
+        key_size(model, x, a, steps=0, pixel_space="unit")
+    with pytest.raises(TypeError, match="steps"):
+        key_size(model, x, a, steps=True, pixel_space="unit")
     with pytest.raises(ValueError, match="batch_size"):
         key_size(model, x, a, batch_size=0, pixel_space="unit")
     with pytest.raises(ValueError, match="pixel_space"):
@@ -170,7 +177,7 @@ def test_sensitivity_curves_shapes_and_drop(tmp_path):
     x = region_images(3, 1.0)
     maps = {"good": region_map(3), "random": torch.rand(3, 3, H, W, generator=torch.Generator().manual_seed(2))}
     fr = np.linspace(0.05, 0.5, 10)
-    curves = sensitivity_curves(model, x, maps, mask="mean", fractions=fr, pixel_space="unit")
+    curves = sensitivity_curves(model, x, maps, mask="mean", steps=fr, pixel_space="unit")
     for c in curves.values():
         assert c.fractions.shape == (11,) and c.fractions[0] == 0.0  # 0 added as reference
         assert np.all(np.diff(c.fractions) > 0)
@@ -183,7 +190,7 @@ def test_sensitivity_curves_shapes_and_drop(tmp_path):
     assert rand.probability[:, 2].min() > 0.5
     fig = plot_sensitivity(curves, str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").stat().st_size > 1000 and fig is not None
-    one = sensitivity_curve(model, x, maps["good"], target=1, pixel_space="unit", fractions=[0.0, 0.5])
+    one = sensitivity_curve(model, x, maps["good"], target=1, pixel_space="unit", steps=[0.0, 0.5])
     assert one.probability.shape == (3, 2) and one.probability[:, 0].max() < 0.01
 
 

@@ -120,14 +120,31 @@ def _check_inputs(inputs: Tensor, attributions: Tensor) -> Tensor:
     return attributions.detach().to(device=inputs.device, dtype=inputs.dtype)
 
 
-def _check_fractions(fractions: Optional[Sequence[float]], default: Sequence[float]) -> Tensor:
-    f = torch.as_tensor(default if fractions is None else fractions, dtype=torch.float64).flatten()
+Steps = Union[int, Sequence[float], None]
+
+
+def _check_steps(steps: Steps, default: Sequence[float], start: float) -> Tensor:
+    """Masked fractions from ``steps``.
+
+    An int gives that many evenly spaced fractions ending at 1, starting at ``start``
+    (``1 / steps`` when ``start`` is negative); a sequence gives the fractions themselves.
+    """
+    if isinstance(steps, bool):
+        raise TypeError("steps: expected an int or a sequence of fractions, got bool")
+    if isinstance(steps, int):
+        if steps < 1:
+            raise ValueError(f"steps: expected an int >= 1, got {steps}")
+        first = start if start >= 0 else 1.0 / steps
+        values: Sequence[float] = np.linspace(first, 1.0, steps) if steps > 1 else [1.0]
+    else:
+        values = default if steps is None else steps
+    f = torch.as_tensor(values, dtype=torch.float64).flatten()
     if f.numel() == 0:
-        raise ValueError("fractions must not be empty")
+        raise ValueError("steps: the masked fractions must not be empty")
     if bool(((f < 0) | (f > 1)).any()) or not bool(torch.isfinite(f).all()):
-        raise ValueError(f"fractions must lie in [0, 1], got {f.tolist()}")
+        raise ValueError(f"steps: masked fractions must lie in [0, 1], got {f.tolist()}")
     if f.numel() > 1 and not bool((f[1:] > f[:-1]).all()):
-        raise ValueError("fractions must be strictly increasing")
+        raise ValueError("steps: masked fractions must be strictly increasing")
     return f
 
 
@@ -265,7 +282,7 @@ def key_size(
     attributions: Tensor,
     target: TargetType = None,
     mask: str = "mean",
-    fractions: Optional[Sequence[float]] = None,
+    steps: Steps = None,
     *,
     pixel_space: PixelSpace = "imagenet",
     shift: float = 100.0 / 255.0,
@@ -277,7 +294,7 @@ def key_size(
     Pixels are ordered by mean-over-channels ``|attribution|`` (ties broken by a seeded
     random permutation); for each fraction ``alpha`` the top ``round(alpha * H * W)``
     pixels (all channels) are replaced by the mask. The key size is the first ``alpha``
-    (in ``fractions``) at which ``argmax forward_func(masked) != target``; ``1.0`` when
+    (in ``steps``) at which ``argmax forward_func(masked) != target``; ``1.0`` when
     it never changes. Fractions are evaluated in increasing order in chunks of batched
     forward passes; an image stops being evaluated once its class changed.
 
@@ -288,8 +305,9 @@ def key_size(
         target: the class that must stop being predicted; default the prediction on
             the unmasked inputs (the paper's setting).
         mask: ``"mean"``, ``"black"``, ``"white"``, ``"noise"`` or ``"shift"``.
-        fractions: increasing fractions in ``[0, 1]``; default
-            :data:`DEFAULT_KEY_FRACTIONS`.
+        steps: the masked fractions tried: an int ``S`` gives ``1/S, 2/S, ..., 1``; a
+            sequence gives increasing fractions in ``[0, 1]``; default
+            :data:`DEFAULT_KEY_FRACTIONS` (fine where key sizes usually are).
         pixel_space: how inputs map to ``[0, 1]`` pixels: ``"imagenet"``, ``"unit"`` or
             ``(mean, std)``.
         shift: pixel-space amount for the ``"shift"`` mask.
@@ -300,7 +318,7 @@ def key_size(
         ``(N,)`` float tensor of key sizes (on the inputs' device).
     """
     attributions = _check_inputs(inputs, attributions)
-    f = _check_fractions(fractions, DEFAULT_KEY_FRACTIONS)
+    f = _check_steps(steps, DEFAULT_KEY_FRACTIONS, start=-1.0)
     _check_batch(batch_size)
     x = inputs.detach()
     N, C, H, W = x.shape
@@ -361,7 +379,7 @@ def sensitivity_curve(
     attributions: Tensor,
     target: TargetType = None,
     mask: str = "mean",
-    fractions: Optional[Sequence[float]] = None,
+    steps: Steps = None,
     *,
     apply_softmax: bool = True,
     pixel_space: PixelSpace = "imagenet",
@@ -377,7 +395,9 @@ def sensitivity_curve(
         attributions: maps shaped like ``inputs`` or ``(N, 1, H, W)``.
         target: class whose probability is tracked; default the unmasked prediction.
         mask: see :func:`key_size`.
-        fractions: increasing fractions in ``[0, 1]``; default 21 points ``0, 0.05, ..., 1``.
+        steps: the masked fractions: an int ``S`` gives ``S`` points from 0 to 1, a
+            sequence gives increasing fractions in ``[0, 1]``; default 21 points
+            ``0, 0.05, ..., 1``.
         apply_softmax: ``forward_func`` returns logits (``True``) or probabilities.
         pixel_space, shift, batch_size, seed: see :func:`key_size`.
 
@@ -386,7 +406,7 @@ def sensitivity_curve(
         for the log-odds ratio).
     """
     attributions = _check_inputs(inputs, attributions)
-    f = _check_fractions(fractions, np.linspace(0, 1, 21))
+    f = _check_steps(steps, np.linspace(0, 1, 21), start=0.0)
     _check_batch(batch_size)
     if f[0] > 0:
         f = torch.cat([f.new_zeros(1), f])
@@ -413,7 +433,7 @@ def sensitivity_curves(
     maps: Mapping[str, Tensor],
     target: TargetType = None,
     mask: str = "mean",
-    fractions: Optional[Sequence[float]] = None,
+    steps: Steps = None,
     **kwargs,
 ) -> Dict[str, SensitivityCurve]:
     """:func:`sensitivity_curve` for several methods' maps of the same inputs.
@@ -428,7 +448,7 @@ def sensitivity_curves(
     if not isinstance(maps, Mapping) or not maps:
         raise TypeError("maps must be a non-empty mapping of method name -> attributions")
     return {
-        name: sensitivity_curve(forward_func, inputs, a, target, mask, fractions, **kwargs)
+        name: sensitivity_curve(forward_func, inputs, a, target, mask, steps, **kwargs)
         for name, a in maps.items()
     }
 
