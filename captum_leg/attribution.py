@@ -472,15 +472,11 @@ def _check_noise_level(
 
 def _check_solver(solver: object) -> None:
     """Fail before the forward passes, not after them."""
-    from captum_leg.solvers import available_solvers
+    from captum_leg.solvers import get_solver
 
-    if not isinstance(solver, str):
-        raise TypeError(f"solver: expected a backend name, got {type(solver).__name__}")
-    names = available_solvers()
-    if solver != "auto" and solver not in names:
-        raise ValueError(
-            f"solver: {solver!r} is not available here; choose 'auto' or one of {sorted(names)}"
-        )
+    backend = get_solver(solver)  # TypeError / ValueError for a bad name
+    if not backend.available():
+        raise ValueError(f"solver: {solver!r} is not available here: {backend.unavailable_reason()}")
 
 
 #: Short alias, as in ``from captum_leg import LEG``.

@@ -443,7 +443,7 @@ def cmd_sanity(args) -> int:
 # ---------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from captum_leg import LEG
-    from captum_leg.models import load_efficientnet_lite0, preprocess, unnormalize
+    from captum_leg.models import load_efficientnet_lite0, preprocess
 
     try:
         from skimage.data import chelsea
@@ -484,7 +484,7 @@ def cmd_demo(args) -> int:
         "LEG-TV lam=0.1": a_tv[0, 0].cpu().numpy(),
         "LEG-TV lam=0.3": a_tv[1, 0].cpu().numpy(),
     }
-    fig = _picture(unnormalize(x)[0].permute(1, 2, 0).cpu().numpy(), maps)
+    fig = _picture(_unit_image(x, "imagenet"), maps)
     fig.suptitle(
         f"EfficientNet-Lite0, class {cls}, n = {args.n_samples} per channel, grid {args.grid_size}",
         y=1.06,

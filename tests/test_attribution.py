@@ -266,6 +266,7 @@ def test_works_with_noise_tunnel_sensitivity_max_and_visualization() -> None:
         (dict(grid_size=13), ValueError, "grid_size"),
         (dict(grid_size=(2, 2, 2)), TypeError, "grid_size"),
         (dict(penalty="tv", solver="gurobi-nope"), ValueError, "solver"),
+        (dict(penalty="tv", solver=3), TypeError, "solver"),
         (dict(sampling="sobol"), ValueError, "sampling"),
         (dict(sampling="antithetic", n_samples=5), ValueError, "n_samples"),
         (dict(perturbations_per_eval=0), ValueError, "perturbations_per_eval"),

@@ -300,8 +300,11 @@ def get_solver(name: str) -> TVSolver:
     """The backend registered as ``name``.
 
     Raises:
+        TypeError: ``name`` is not a string.
         ValueError: unknown name (the message lists the available backends).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"solver: expected a backend name (str), got {type(name).__name__}")
     if name not in _REGISTRY:
         raise ValueError(
             f"solver: unknown LEG-TV backend {name!r}; available: "
@@ -430,8 +433,6 @@ def solve_tv_batch(
         ValueError, TypeError: invalid arguments or unknown solver.
         SolverError: the backend failed or is unavailable.
     """
-    if not isinstance(solver, str):
-        raise TypeError(f"solver must be a backend name (str), got {type(solver).__name__}")
     backend = get_solver(solver)
     problem = make_problem(moments, grid_shape, noise_levels, lams)
     return backend.solve(problem, **options)
