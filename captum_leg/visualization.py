@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from captum.attr._utils.visualization import _cumulative_sum_threshold
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, LinearSegmentedColormap
 from matplotlib.figure import Figure
@@ -190,15 +191,6 @@ def image_to_hwc(image: ArrayLike) -> np.ndarray:
     return np.clip(img, 0.0, 1.0)
 
 
-def _cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
-    # Captum's outlier rule: the smallest value such that the values below it carry
-    # ``percentile`` percent of the total.
-    sorted_vals = np.sort(values.ravel())
-    cum_sums = np.cumsum(sorted_vals)
-    idx = int(np.searchsorted(cum_sums, cum_sums[-1] * 0.01 * percentile))
-    return float(sorted_vals[min(idx, sorted_vals.size - 1)])
-
-
 def normalize_attr(
     attr: np.ndarray,
     sign: str = "absolute_value",
@@ -240,7 +232,8 @@ def normalize_attr(
         a = np.abs(a)
     if not np.any(a):
         return np.zeros_like(a)
-    threshold = _cumulative_sum_threshold(np.abs(a), 100.0 - outlier_perc)
+    # Captum's outlier rule; safe here because the map has a non-zero value.
+    threshold = float(_cumulative_sum_threshold(np.abs(a), 100.0 - outlier_perc))
     if threshold <= 0.0:  # mass concentrated in very few pixels: fall back to the max
         threshold = float(np.abs(a).max())
     return np.clip(a / threshold, -1.0, 1.0)
