@@ -232,7 +232,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
 
             device = x.device
             grid_dtype = torch.float32 if device.type == "mps" else torch.float64
-            grid = get_grid(k1, k2, device, grid_dtype)
+            grid = get_grid((k1, k2), device, grid_dtype)
             s = _check_noise_level(noise_level, n_ch, device, grid_dtype)
             extra = _format_additional_forward_args(additional_forward_args)
 

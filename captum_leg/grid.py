@@ -1,26 +1,30 @@
 """Grid operators of LEG: cells, the difference operator ``D``, ``L^{-1}``, ``Sigma^{-1}``.
 
-Everything here works on grid vectors stored as ``(..., k1, k2)`` tensors (row-major
-cells) and never forms a dense ``p x p`` matrix: ``L = D^T D`` is diagonalised by the
-type-I discrete sine transform, the rank-one term of ``Sigma`` is handled by
-Sherman-Morrison. See ``LEG_METHOD.md`` sections 2-4.
+A grid has one or more axes (``shape = (k_1, ..., k_d)``: a signal, an image, a
+volume); grid vectors are stored as ``(..., *shape)`` tensors and the operators act on
+the trailing ``d`` dimensions. No dense ``p x p`` matrix is ever formed: ``L = D^T D``
+is diagonalised by the type-I discrete sine transform along every axis, and the rank-one
+term of ``Sigma`` is handled by Sherman-Morrison (``docs/method.md``).
 
-Edge ordering of ``D g`` (length ``M = k1 (k2 + 1) + (k1 + 1) k2``): first the
-``k1 x (k2 + 1)`` horizontal differences of the zero-padded rows, then the
-``(k1 + 1) x k2`` vertical differences of the zero-padded columns, both row-major.
-Each row is ``g[a] - g[b]`` for consecutive cells ``a`` before ``b`` (padding is 0).
+Edge ordering of ``D g``: one block per axis, **last axis first** (for an image: the
+horizontal differences, then the vertical ones). The block of axis ``a`` holds the
+differences of the array zero-padded by one cell on both ends of that axis, shaped like
+the grid with ``k_a + 1`` along ``a`` and flattened row-major; each entry is
+``g[before] - g[after]`` (padding is 0).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
+
+GridShape = Tuple[int, ...]
 
 
 def dst1(x: Tensor, dim: int) -> Tensor:
@@ -38,85 +42,143 @@ def dst1(x: Tensor, dim: int) -> Tensor:
 
 
 class Grid:
-    """A ``k1 x k2`` perturbation grid with its structured operators.
+    """A perturbation grid of shape ``(k_1, ..., k_d)`` with its structured operators.
 
-    Instances are cheap and cached per ``(k1, k2, device, dtype)`` by :func:`get_grid`;
+    Instances are cheap and cached per ``(shape, device, dtype)`` by :func:`get_grid`;
     treat them as immutable.
     """
 
-    def __init__(self, k1: int, k2: int, device: torch.device, dtype: torch.dtype):
-        self.k1, self.k2 = int(k1), int(k2)
-        self.p = self.k1 * self.k2
-        self.n_edges = self.k1 * (self.k2 + 1) + (self.k1 + 1) * self.k2
+    def __init__(self, shape: Sequence[int], device: torch.device, dtype: torch.dtype):
+        self.shape: GridShape = tuple(int(k) for k in shape)
+        self.ndim = len(self.shape)
+        self.p = math.prod(self.shape)
         self.device, self.dtype = device, dtype
-        a = torch.arange(1, self.k1 + 1, device=device, dtype=dtype)
-        b = torch.arange(1, self.k2 + 1, device=device, dtype=dtype)
-        lam1 = 2 - 2 * torch.cos(math.pi * a / (self.k1 + 1))
-        lam2 = 2 - 2 * torch.cos(math.pi * b / (self.k2 + 1))
-        # DST-I squared is (N+1)/2 times the identity: fold both inverse scales in.
-        scale = 4.0 / ((self.k1 + 1) * (self.k2 + 1))
-        self._inv_eig = scale / (lam1[:, None] + lam2[None, :])
-        ones = torch.ones(self.k1, self.k2, device=device, dtype=dtype)
+        self._dims = tuple(range(-self.ndim, 0))
+        # Edge blocks, last axis first (see the module docstring).
+        self.edge_shapes: List[GridShape] = [
+            tuple(k + (i == a) for i, k in enumerate(self.shape)) for a in reversed(range(self.ndim))
+        ]
+        self.n_edges = sum(math.prod(es) for es in self.edge_shapes)
+        eig = torch.zeros(self.shape, device=device, dtype=dtype)
+        for axis, k in enumerate(self.shape):
+            j = torch.arange(1, k + 1, device=device, dtype=dtype)
+            lam = 2 - 2 * torch.cos(math.pi * j / (k + 1))
+            eig = eig + lam.reshape((k,) + (1,) * (self.ndim - axis - 1))
+        # DST-I applied twice is (N+1)/2 times the identity: fold every inverse scale in.
+        scale = math.prod(2.0 / (k + 1) for k in self.shape)
+        self._inv_eig = scale / eig
+        ones = torch.ones(self.shape, device=device, dtype=dtype)
         self.l_inv_ones = self.laplacian_solve(ones)  # L^{-1} 1
         self.ones_l_inv_ones = float(self.l_inv_ones.sum())  # 1^T L^{-1} 1
         self.c = self.diff(self.l_inv_ones)  # D L^{-1} 1, the LP's rank-one column
 
+    # Image grids are the common case: keep their two counts at hand.
+    @property
+    def k1(self) -> int:
+        return self.shape[0]
+
+    @property
+    def k2(self) -> int:
+        return self.shape[1] if self.ndim > 1 else 1
+
+    def flat(self, g: Tensor) -> Tensor:
+        """``(..., *shape) -> (..., p)`` (a view where possible)."""
+        return g.flatten(-self.ndim) if self.ndim > 1 else g
+
+    def unflat(self, v: Tensor) -> Tensor:
+        """``(..., p) -> (..., *shape)``."""
+        return v.unflatten(-1, self.shape)
+
+    def total(self, g: Tensor, keepdim: bool = False) -> Tensor:
+        """Sum over the grid axes: ``1^T g``."""
+        return g.sum(self._dims, keepdim=keepdim)
+
     # -- D and D^T ------------------------------------------------------------------
     def diff(self, g: Tensor) -> Tensor:
-        """``D g``: ``(..., k1, k2) -> (..., M)``."""
-        h = torch.nn.functional.pad(g, (1, 1))
-        v = torch.nn.functional.pad(g, (0, 0, 1, 1))
-        eh = h[..., :, :-1] - h[..., :, 1:]
-        ev = v[..., :-1, :] - v[..., 1:, :]
-        return torch.cat([eh.flatten(-2), ev.flatten(-2)], dim=-1)
+        """``D g``: ``(..., *shape) -> (..., M)``."""
+        blocks = []
+        for a in reversed(range(self.ndim)):
+            dim = a - self.ndim
+            pad = [0, 0] * (self.ndim - 1 - a) + [1, 1]
+            h = torch.nn.functional.pad(g, pad)
+            n = h.shape[dim]
+            e = h.narrow(dim, 0, n - 1) - h.narrow(dim, 1, n - 1)
+            blocks.append(e.flatten(-self.ndim) if self.ndim > 1 else e)
+        return torch.cat(blocks, dim=-1)
 
     def diff_t(self, e: Tensor) -> Tensor:
-        """``D^T e``: ``(..., M) -> (..., k1, k2)``."""
-        nh = self.k1 * (self.k2 + 1)
-        eh = e[..., :nh].unflatten(-1, (self.k1, self.k2 + 1))
-        ev = e[..., nh:].unflatten(-1, (self.k1 + 1, self.k2))
-        return torch.diff(eh, dim=-1) + torch.diff(ev, dim=-2)
+        """``D^T e``: ``(..., M) -> (..., *shape)``."""
+        sizes = [math.prod(block) for block in self.edge_shapes]
+        parts = torch.split(e, sizes, dim=-1)
+        axes = reversed(range(self.ndim))
+        terms = [
+            torch.diff(part.unflatten(-1, block), dim=a - self.ndim)
+            for part, block, a in zip(parts, self.edge_shapes, axes)
+        ]
+        return functools.reduce(torch.add, terms)
 
     # -- L = D^T D and Sigma -------------------------------------------------------
     def laplacian(self, g: Tensor) -> Tensor:
-        """``L g`` with the 5-point Dirichlet stencil."""
+        """``L g`` with the Dirichlet stencil (``2 d`` on the diagonal)."""
         return self.diff_t(self.diff(g))
 
     def laplacian_solve(self, v: Tensor) -> Tensor:
-        """``L^{-1} v`` in ``O(p log p)`` via the type-I DST on both axes."""
-        spec = dst1(dst1(v, -1), -2)
-        return dst1(dst1(spec * self._inv_eig, -1), -2)
+        """``L^{-1} v`` in ``O(p log p)`` via the type-I DST along every axis."""
+        spec = v
+        for dim in self._dims:
+            spec = dst1(spec, dim)
+        spec = spec * self._inv_eig
+        for dim in self._dims:
+            spec = dst1(spec, dim)
+        return spec
 
-    def covariance(self, v: Tensor, noise_level: Tensor | float = 1.0) -> Tensor:
+    def covariance(self, v: Tensor, noise_level: Union[Tensor, float] = 1.0) -> Tensor:
         """``Sigma v = s^2 (L v + 1 (1^T v) / p)``; ``noise_level`` broadcasts over ``...``."""
-        s2 = _as_batch_scalar(noise_level, v) ** 2
-        return s2 * (self.laplacian(v) + v.sum((-2, -1), keepdim=True) / self.p)
+        s2 = self._batch_scalar(noise_level, v) ** 2
+        return s2 * (self.laplacian(v) + self.total(v, keepdim=True) / self.p)
 
-    def precision(self, v: Tensor, noise_level: Tensor | float = 1.0) -> Tensor:
+    def precision(self, v: Tensor, noise_level: Union[Tensor, float] = 1.0) -> Tensor:
         """``Sigma^{-1} v`` by Sherman-Morrison on ``L + 1 1^T / p``."""
         w = self.l_inv_ones
         lv = self.laplacian_solve(v)
-        coef = (v * w).sum((-2, -1), keepdim=True) / (self.p + self.ones_l_inv_ones)
-        s2 = _as_batch_scalar(noise_level, v) ** 2
+        coef = self.total(v * w, keepdim=True) / (self.p + self.ones_l_inv_ones)
+        s2 = self._batch_scalar(noise_level, v) ** 2
         return (lv - coef * w) / s2
 
     def pinv_t(self, v: Tensor) -> Tensor:
         """``D^{+T} v = D L^{-1} v`` (``D`` has full column rank)."""
         return self.diff(self.laplacian_solve(v))
 
+    def _batch_scalar(self, s: Union[Tensor, float], v: Tensor) -> Union[Tensor, float]:
+        """Let a per-map tensor of noise levels ``(...)`` broadcast over ``(..., *shape)``."""
+        if isinstance(s, Tensor):
+            return s.to(device=v.device, dtype=v.dtype).reshape(s.shape + (1,) * self.ndim)
+        return s
+
     # -- sampling --------------------------------------------------------------------
+    def standard_from_normal(self, z: Tensor) -> Tensor:
+        """``D^T z' + w 1 / sqrt(p)`` from normal draws ``z = (z', w)``, ``(n, M + 1)``.
+
+        The result has covariance ``L + 1 1^T / p`` (``Sigma`` at ``s = 1``).
+        """
+        z = z.to(device=self.device, dtype=self.dtype)
+        w = z[:, -1].reshape((-1,) + (1,) * self.ndim)
+        return self.diff_t(z[:, :-1]) + w / math.sqrt(self.p)
+
     def sample_standard(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
-        """``n`` draws of ``D^T z + w 1 / sqrt(p)``: covariance ``L + 1 1^T / p`` (s = 1)."""
-        # float32 draws are several times faster and plenty for Monte-Carlo noise.
-        z = torch.randn(
-            n, self.n_edges + 1, generator=generator, device=self.device, dtype=torch.float32
-        ).to(self.dtype)
-        return self.diff_t(z[:, :-1]) + z[:, -1, None, None] / math.sqrt(self.p)
+        """``n`` draws of covariance ``L + 1 1^T / p``, shaped ``(n, *shape)``.
+
+        The normal draws are made on the generator's device (float32: several times
+        faster, and plenty for Monte-Carlo noise) and moved to the grid's device.
+        """
+        gen_device = generator.device if generator is not None else self.device
+        z = torch.randn(n, self.n_edges + 1, generator=generator, device=gen_device, dtype=torch.float32)
+        return self.standard_from_normal(z)
 
     # -- for LP backends -----------------------------------------------------------
     def diff_sparse(self) -> sp.csr_matrix:
         """``D`` as a scipy CSR matrix (``M x p``), matching :meth:`diff`."""
-        return _diff_sparse(self.k1, self.k2)
+        return _diff_sparse(self.shape)
 
     def c_numpy(self) -> np.ndarray:
         """``c = D L^{-1} 1`` as float64 numpy (for LP backends)."""
@@ -124,46 +186,55 @@ class Grid:
 
 
 @functools.lru_cache(maxsize=32)
-def _diff_sparse(k1: int, k2: int) -> sp.csr_matrix:
+def _diff_sparse(shape: GridShape) -> sp.csr_matrix:
     def d1(k: int) -> sp.csr_matrix:
         # (k+1) x k: row j is pad[j] - pad[j+1] of the zero-padded vector.
         return sp.diags([np.ones(k), -np.ones(k)], [-1, 0], shape=(k + 1, k), format="csr")
 
-    return sp.vstack(
-        [sp.kron(sp.identity(k1), d1(k2)), sp.kron(d1(k1), sp.identity(k2))], format="csr"
-    )
+    blocks = []
+    for a in reversed(range(len(shape))):
+        before = sp.identity(math.prod(shape[:a]), format="csr")
+        after = sp.identity(math.prod(shape[a + 1 :]), format="csr")
+        blocks.append(sp.kron(sp.kron(before, d1(shape[a])), after))
+    return sp.vstack(blocks, format="csr")
 
 
-def _as_batch_scalar(s: Tensor | float, v: Tensor) -> Tensor | float:
-    """Let a per-map tensor of noise levels ``(...)`` broadcast over ``(..., k1, k2)``."""
-    if isinstance(s, Tensor):
-        return s.to(device=v.device, dtype=v.dtype)[..., None, None]
-    return s
+def as_grid_shape(shape: Union[int, Sequence[int]]) -> GridShape:
+    """A grid shape as a tuple of positive ints (an int is a 1-D grid)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    try:
+        out = tuple(int(k) for k in shape)  # type: ignore[union-attr]
+    except TypeError:
+        raise TypeError(f"grid shape: expected a tuple of ints, got {shape!r}") from None
+    if not out or any(k < 1 for k in out) or any(isinstance(k, bool) for k in shape):  # type: ignore[union-attr]
+        raise ValueError(f"grid shape: expected one or more positive ints, got {shape!r}")
+    return out
 
 
 def get_grid(
-    k1: int, k2: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
+    shape: Union[int, Sequence[int]],
+    device: Union[torch.device, str] = "cpu",
+    dtype: torch.dtype = torch.float64,
 ) -> Grid:
-    """The cached :class:`Grid` for a shape, device and dtype."""
+    """The cached :class:`Grid` for a shape ``(k_1, ..., k_d)``, device and dtype."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    return _cached_grid(int(k1), int(k2), device, dtype)
+    return _cached_grid(as_grid_shape(shape), device, dtype)
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_grid(k1: int, k2: int, device: torch.device, dtype: torch.dtype) -> Grid:
-    return Grid(k1, k2, device, dtype)
+def _cached_grid(shape: GridShape, device: torch.device, dtype: torch.dtype) -> Grid:
+    return Grid(shape, device, dtype)
 
 
-def cell_index(size: int, cells: int, device: torch.device | str = "cpu") -> Tensor:
+def cell_index(size: int, cells: int, device: Union[torch.device, str] = "cpu") -> Tensor:
     """Cell of each pixel along one axis: ``floor(i * cells / size)``.
 
-    Cells need not divide the image: their sizes differ by at most one pixel.
+    Cells need not divide the axis: their sizes differ by at most one pixel.
     """
-    return torch.div(
-        torch.arange(size, device=device) * cells, size, rounding_mode="floor"
-    )
+    return torch.div(torch.arange(size, device=device) * cells, size, rounding_mode="floor")
 
 
 def cell_sizes(size: int, cells: int) -> Tuple[int, ...]:

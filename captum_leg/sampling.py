@@ -40,7 +40,7 @@ class NoiseStream:
     def __init__(self, grid: Grid, generator: torch.Generator):
         self.grid = grid
         self.generator = generator
-        self._buffer = grid.l_inv_ones.new_empty((0, grid.k1, grid.k2))
+        self._buffer = grid.l_inv_ones.new_empty((0, *grid.shape))
 
     def take(self, n_units: int) -> Tensor:
         """The next ``n_units`` draws, shaped ``(n_units, k1, k2)``."""

@@ -65,7 +65,7 @@ def test_backends_agree_through_attribute() -> None:
     admm = LEG(model).attribute(x, solver="admm", **kw)
     # The LP optimum need not be unique: compare the objective ||D g||_1 on the grid (with
     # its border rows), which ADMM certifies to 1e-4, and require the maps to be close.
-    grid = get_grid(8, 8)
+    grid = get_grid((8, 8))
     objective = lambda a: float(grid.diff(a[0, 0, ::2, ::2] * 4).abs().sum())  # noqa: E731
     assert abs(objective(admm) - objective(highs)) <= 2e-4 * objective(highs)
     assert rel_err(admm, highs) < 0.1

@@ -81,7 +81,7 @@ def make_moments(shape, B: int, seed: int, s: float = S, n: int = 500) -> torch.
     """``m = Sigma g_true + noise``: g_true piecewise constant (a few rectangles)."""
     k1, k2 = shape
     gen = torch.Generator().manual_seed(seed)
-    grid = get_grid(k1, k2)
+    grid = get_grid((k1, k2))
     out = []
     for _ in range(B):
         g = torch.zeros(k1, k2, dtype=torch.float64)

@@ -73,7 +73,7 @@ class TVProblem:
     def grid(self, dtype: torch.dtype = torch.float64, device: Any = None) -> Grid:
         """The cached :class:`Grid` (default: float64 on the moments' device)."""
         dev = self.moments.device if device is None else device
-        return get_grid(self.grid_shape[0], self.grid_shape[1], dev, dtype)
+        return get_grid(self.grid_shape, dev, dtype)
 
     def scaled(
         self, dtype: torch.dtype = torch.float64, device: Any = None
