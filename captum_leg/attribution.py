@@ -1,30 +1,32 @@
 """``LinearlyEstimatedGradient`` (``LEG``): LEG and LEG-TV saliency as a Captum attribution.
 
-Data flows one way: sample grid noise -> batched forward passes -> Monte-Carlo moment
--> estimate (closed-form LEG or the LEG-TV linear program) -> upsample to pixels.
+Data flows one way: validate -> sample grid noise and run batched forward passes ->
+accumulate -> estimate (regression or moment, then optionally the LEG-TV linear program)
+-> upsample to the input's shape. Each stage lives in its own module; ``attribute``
+only checks its arguments and chains the stages.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
+import functools
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from captum._utils.common import (
-    _expand_additional_forward_args,
-    _format_additional_forward_args,
-)
-from captum._utils.progress import NullProgress, progress
+from captum._utils.common import _format_additional_forward_args
 from captum.attr._utils.attribution import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_leg.estimators import MomentAccumulator, leg_tv
-from captum_leg.grid import get_grid
-from captum_leg.pixels import CellMap
-from captum_leg.sampling import SAMPLING_SCHEMES, NoiseStream, make_generator
-from captum_leg.targets import TargetIndex, TargetType, parse_target
+from captum_leg import _checks as checks
+from captum_leg.estimators import estimator_names, get_estimator
+from captum_leg.estimators.base import Estimate
+from captum_leg.estimators.tv import leg_tv
+from captum_leg.forward import ForwardRunner
+from captum_leg.plan import PERTURB_MODES, Plan, make_plan
+from captum_leg.run import RunRecord, sample_and_estimate
+from captum_leg.sampling import SAMPLING_SCHEMES
+from captum_leg.targets import TargetType, parse_target
 
 PENALTIES = (None, "tv")
 
@@ -34,8 +36,25 @@ PENALTIES = (None, "tv")
 DEFAULT_NOISE_LEVEL = 0.09
 #: The reference's noise level for inputs scaled to [0, 1].
 UNIT_NOISE_LEVEL = 0.02
+#: Perturbations per channel by default (an RGB image costs 3 * 2000 + 1 forward passes).
+DEFAULT_N_SAMPLES = 2000
+#: Cells per spatial axis when ``grid_size`` is left out (fewer on shorter axes).
+DEFAULT_GRID_CELLS = 14
+DEFAULT_ESTIMATOR = "ridge"
+DEFAULT_SAMPLING = "gaussian"
 
-InputType = Union[Tensor, Tuple[Tensor]]
+InputType = Union[Tensor, Tuple[Tensor, ...]]
+
+
+@dataclass
+class _Prepared:
+    """A validated call: inputs, layout and everything the stages need."""
+
+    is_tuple: bool
+    inputs: Tuple[Tensor, ...]
+    plan: Plan
+    runner: ForwardRunner
+    settings: Dict[str, Any]
 
 
 class LinearlyEstimatedGradient(PerturbationAttribution):
@@ -44,20 +63,27 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
 
     LEG perturbs the input with structured Gaussian noise ``X`` on a coarse grid of
     cells (covariance ``Sigma = s^2 (L + 1 1^T / p)``, ``L`` the grid's Dirichlet
-    Laplacian, so neighbouring cells are anti-correlated), observes
-    ``y = f(x0 + X) - f(x0)`` and estimates the gradient of the Gaussian-smoothed model,
-    ``E[grad f(x0 + X)]``, by the closed form ``Sigma^{-1} (1/n) sum_i y_i X_i``
-    (Stein's lemma). The estimate is statistically consistent: its error shrinks like
-    ``1/sqrt(n)``, and ``return_standard_error=True`` reports it per pixel. LEG-TV
-    replaces the closed form by a linear program that finds the map of least total
-    variation within a relative distance ``lam`` of the data: sparse, piecewise-constant
-    maps at small ``n``.
+    Laplacian, so neighbouring cells are anti-correlated), observes the model's
+    response and estimates the gradient of the Gaussian-smoothed model,
+    ``E[grad f(x0 + X)] = Sigma^{-1} E[X f(x0 + X)]`` (Stein's lemma). The estimate is
+    statistically consistent, and every map comes with its standard error. By default
+    it is an empirical-Bayes ridge regression of the responses on the perturbations,
+    which needs several times fewer forward passes than the paper's moment estimator
+    ``Sigma^{-1} (1/n) sum_i y_i X_i`` (``estimator="moment"``) for the same accuracy.
+    LEG-TV replaces the estimate by the map of least total variation within a
+    relative distance ``lam`` of it (a linear program): sparse, piecewise-constant maps.
 
-    Each colour channel is perturbed on its own (the reference implementation's
-    scheme), so an input with ``C`` channels costs ``C * n_samples`` forward passes
-    plus one, evaluated ``perturbations_per_eval`` at a time. All examples of a batch
-    share the same perturbations, so an example's map does not depend on the batch it
-    came in.
+    Each channel of each input is perturbed on its own (the paper's scheme), so an
+    input with ``C`` channels costs ``C * n_samples`` forward passes plus one,
+    evaluated ``perturbations_per_eval`` at a time. All examples of a batch share the
+    perturbations, so an example's map does not depend on the batch it came in.
+
+    Inputs are ``(N, C, *spatial)`` with one or more spatial axes: signals
+    ``(N, C, L)``, images ``(N, C, H, W)``, volumes or video ``(N, C, D, H, W)``, or a
+    tuple of such tensors.
+
+    After each call, :attr:`last_run` records the forward passes spent and the
+    precision reached.
 
     More details: Luo, Barut, Jin, "Statistically Consistent Saliency Estimation",
     ICCV 2021. https://arxiv.org/abs/2010.07051
@@ -68,8 +94,9 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         Args:
 
             forward_func (Callable): The forward function of the model or any
-                        modification of it. It takes a batch ``(B, C, H, W)`` (and the
-                        additional forward args) and returns one row per example.
+                        modification of it. It takes one batch per input tensor
+                        (and the additional forward args) and returns one row per
+                        example.
         """
         if not callable(forward_func):
             raise TypeError(
@@ -77,6 +104,8 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                 f"{type(forward_func).__name__}"
             )
         PerturbationAttribution.__init__(self, forward_func)
+        #: What the last call spent and achieved (see :class:`captum_leg.run.RunRecord`).
+        self.last_run: Optional[RunRecord] = None
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -89,13 +118,16 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
         *,
-        n_samples: int = 500,
-        noise_level: Union[float, Sequence[float], Tensor] = DEFAULT_NOISE_LEVEL,
-        grid_size: Union[int, Tuple[int, int]] = 28,
+        n_samples: int = DEFAULT_N_SAMPLES,
+        noise_level: Union[float, Sequence[float], Tensor, Tuple[Any, ...]] = DEFAULT_NOISE_LEVEL,
+        grid_size: Union[None, int, Sequence[int], Tuple[Any, ...]] = None,
+        estimator: str = DEFAULT_ESTIMATOR,
+        sampling: str = DEFAULT_SAMPLING,
+        perturb: str = "channel",
+        target_precision: Optional[float] = None,
         penalty: Optional[str] = None,
-        lam: Union[float, Sequence[float]] = 0.1,
+        lam: float = 0.1,
         solver: str = "auto",
-        sampling: str = "gaussian",
         contrast_target: TargetType = None,
         perturbations_per_eval: int = 64,
         seed: Optional[int] = None,
@@ -106,9 +138,11 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         r"""
         Args:
 
-            inputs (Tensor or tuple[Tensor]): Images ``(N, C, H, W)`` to explain, or a
-                        1-tuple holding such a tensor. A tensor in gives a tensor out,
-                        a tuple in gives a tuple out. Floating point, finite values.
+            inputs (Tensor or tuple[Tensor, ...]): What to explain: ``(N, C, *spatial)``
+                        with one or more spatial axes (signals ``(N, C, L)``, images
+                        ``(N, C, H, W)``, volumes ``(N, C, D, H, W)``), or a tuple of
+                        such tensors sharing ``N``. A tensor in gives a tensor out, a
+                        tuple in gives a tuple out. Floating point, finite values.
             target (int, tuple, Tensor, or list, optional): Output indices for which
                         the maps are computed, in any of Captum's forms: an int or a
                         tuple applied to every example, a 1-D tensor or a list with one
@@ -116,41 +150,64 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         scalar per example.
                         Default: None
             additional_forward_args (Any, optional): Extra arguments of
-                        ``forward_func`` after the input. Tensors whose first
-                        dimension is the batch are repeated for every perturbation
-                        batch, as in Captum.
+                        ``forward_func`` after the inputs. Tensors whose first
+                        dimension is the batch are repeated for every perturbation,
+                        as in Captum.
                         Default: None
             n_samples (int, optional): Perturbations per channel (``n`` of the
-                        method). The error of LEG shrinks like ``1/sqrt(n_samples)``.
-                        Default: 500
+                        method; an antithetic pair counts two). With
+                        ``target_precision`` it is the most that will be spent.
+                        Default: 2000 (an RGB image costs 6001 forward passes)
             noise_level (float or sequence of float, optional): The noise scale ``s``,
                         in the units of the input tensor; each cell's perturbation has
                         standard deviation about ``2 s``. A sequence gives one level
-                        per channel, e.g. ``[0.02 / sd for sd in (0.229, 0.224,
-                        0.225)]`` for exactly the reference's 0.02 on [0, 1] pixels
-                        under ImageNet normalisation. Use 0.02 for inputs in [0, 1].
-                        Default: 0.09 (the reference's 0.02 for ImageNet-normalised
-                        inputs)
-            grid_size (int or tuple[int, int], optional): Cells ``k1 x k2`` of the
-                        perturbation grid; cells need not divide the image, and the
-                        image size itself gives a full-resolution map.
-                        Default: 28
-            penalty (str or None, optional): None for LEG (closed form), "tv" for
-                        LEG-TV (a linear program per map).
+                        per channel. With several input tensors, a tuple gives one
+                        entry (a float or a sequence) per input. Use 0.02 for images
+                        in [0, 1].
+                        Default: 0.09 (the reference's 0.02 on [0, 1] pixels, for
+                        ImageNet-normalised inputs)
+            grid_size (int or tuple[int, ...], optional): Cells of the perturbation
+                        grid: an int for the same count on every spatial axis, or one
+                        count per axis. Cells need not divide the axes; the input's own
+                        size gives a full-resolution map. With several input tensors, a
+                        tuple gives one entry per input.
+                        Default: None (14 cells per axis, fewer on shorter axes)
+            estimator (str, optional): How the cell gradients are estimated from the
+                        responses: "ridge" (regression with an empirical-Bayes penalty;
+                        the most precise, any ``n``), "least_squares" (needs more
+                        samples than cells; exact for linear models) or "moment" (the
+                        paper's closed form). All three estimate the same quantity.
+                        Regression estimators form ``P x P`` matrices and are limited
+                        to :data:`captum_leg.estimators.MAX_DENSE_FEATURES` cells per
+                        perturbed channel; use "moment" on finer grids.
+                        Default: "ridge"
+            sampling (str, optional): "gaussian" (independent draws) or
+                        "antithetic" (symmetric pairs ``X, -X``; ``n_samples`` must be
+                        even). Pairs cancel the even part of the model around ``x0``.
+                        Default: "gaussian"
+            perturb (str, optional): "channel" perturbs one channel at a time (the
+                        paper's scheme; the estimand of each channel is its gradient
+                        with the other channels unperturbed), "joint" perturbs all
+                        channels of all inputs at once with independent draws (every
+                        forward pass informs every channel; ``n_samples`` is then the
+                        total, and the estimand is the gradient under joint noise).
+                        Default: "channel"
+            target_precision (float, optional): Sample in rounds until the relative
+                        standard error of every example's map (``||SE|| / ||map||``
+                        over its cells and channels) is at most this, or ``n_samples``
+                        is spent. None runs exactly ``n_samples``.
                         Default: None
-            lam (float or sequence of float, optional): LEG-TV's relative constraint
-                        level in (0, 1): larger is sparser, ``lam -> 0`` recovers LEG.
-                        A sequence reuses one set of samples and stacks the maps along a
-                        new leading dimension. Only used with ``penalty="tv"``.
+            penalty (str or None, optional): None for the LEG estimate, "tv" for
+                        LEG-TV (a linear program per map, fed with the estimate).
+                        Default: None
+            lam (float, optional): LEG-TV's relative constraint level in (0, 1):
+                        larger is sparser, ``lam -> 0`` recovers the estimate. For
+                        several lambdas from one set of samples use
+                        :meth:`attribute_tv_path`.
                         Default: 0.1
             solver (str, optional): LEG-TV backend from
                         :func:`captum_leg.solvers.available_solvers`, or "auto".
                         Default: "auto"
-            sampling (str, optional): "gaussian" (independent draws) or
-                        "antithetic" (symmetric pairs ``X, -X``; ``n_samples`` must be
-                        even). Antithetic sampling cancels the even part of the model
-                        around ``x0``, which lowers the variance.
-                        Default: "gaussian"
             contrast_target (target form, optional): Explain
                         ``f_target - f_contrast`` instead of ``f_target`` (the
                         reference's "opposite category"). Same forms as ``target``.
@@ -161,323 +218,249 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         ``perturbations_per_eval * N`` inputs. Results do not depend on
                         it beyond float rounding.
                         Default: 64
-            seed (int, optional): Seed of a dedicated ``torch.Generator`` on the input's
-                        device (the global RNG is untouched). The same seed gives the
-                        identical map. None draws fresh entropy.
+            seed (int, optional): Seed of the noise (dedicated generators; the global
+                        RNG is untouched). The same seed gives the same map on every
+                        device, up to float rounding. None draws fresh entropy.
                         Default: None
-            show_progress (bool, optional): Show a progress bar over forward batches.
+            show_progress (bool, optional): Show a progress bar over forward batches,
+                        with the relative standard error reached.
                         Default: False
-            return_standard_error (bool, optional): Also return the per-pixel standard
-                        error of the LEG map (same shape and scale). Only with
-                        ``penalty=None``: LEG-TV is a nonlinear estimate without a
-                        closed-form error.
+            return_standard_error (bool, optional): Also return the per-element
+                        standard error of the map (same shape and scale). Only with
+                        ``penalty=None``: LEG-TV has no closed-form error. Not inside
+                        Captum's ``NoiseTunnel``, which would average the errors.
                         Default: False
             solver_options (dict, optional): Options for the LEG-TV backend (e.g.
                         tolerances, time limits).
                         Default: None
 
         Returns:
-            *Tensor* or *tuple[Tensor]* of **attributions** (and of **standard errors**
-            when requested, as a pair ``(attributions, standard_errors)``):
+            *Tensor* or *tuple[Tensor, ...]* of **attributions** (and of **standard
+            errors** when requested, as a pair ``(attributions, standard_errors)``):
 
-            - **attributions**: shaped like ``inputs``, same dtype and device; with a
-              sequence ``lam`` and ``penalty="tv"``, shaped ``(len(lam), N, C, H, W)``.
-              Each pixel carries its cell's signed estimate for its channel, on the
-              per-pixel scale: the cell's gradient divided by the number of pixels in
-              the cell, i.e. an estimate of the average pixel gradient of the smoothed
-              model there (a linear model ``<w, x>`` gives ``w`` averaged over cells).
+            - **attributions**: shaped like ``inputs``, same dtype and device. Each
+              element carries its cell's signed estimate for its channel, on the
+              per-element scale: the cell's gradient divided by the number of
+              elements in the cell, i.e. an estimate of the average gradient of the
+              smoothed model there (a linear model ``<w, x>`` gives ``w`` averaged over
+              cells).
 
         Examples::
 
             >>> from captum_leg import LEG
             >>> leg = LEG(model)
-            >>> attr = leg.attribute(images, target=labels, n_samples=500, seed=0)
-            >>> tv = leg.attribute(images, target=labels, penalty="tv", lam=[0.1, 0.3])
+            >>> attr = leg.attribute(images, target=labels)
+            >>> attr, se = leg.attribute(images, target=labels, return_standard_error=True)
+            >>> leg.last_run.forward_passes, leg.last_run.relative_standard_error
+            >>> tv = leg.attribute(images, target=labels, penalty="tv", lam=0.3)
         """
-        # A block rather than a decorator: NoiseTunnel calls attribute.__wrapped__.
-        with torch.no_grad():
-            is_tuple, x = _check_inputs(inputs)
-            n_ex, n_ch, height, width = x.shape
-            _check_int("n_samples", n_samples, minimum=1)
-            _check_int("perturbations_per_eval", perturbations_per_eval, minimum=1)
-            if seed is not None:
-                _check_int("seed", seed, minimum=None)
-            k1, k2 = _check_grid_size(grid_size, height, width)
-            if penalty not in PENALTIES:
-                raise ValueError(f"penalty: expected None or 'tv', got {penalty!r}")
-            lams, lam_is_seq = _check_lam(lam)
-            if lam_is_seq and penalty is None:
-                raise ValueError("lam: a sequence of lambdas needs penalty='tv'")
-            if sampling not in SAMPLING_SCHEMES:
-                raise ValueError(f"sampling: expected one of {SAMPLING_SCHEMES}, got {sampling!r}")
-            antithetic = sampling == "antithetic"
-            if antithetic and n_samples % 2:
-                raise ValueError(
-                    f"n_samples: antithetic sampling uses pairs, so n_samples must be even, "
-                    f"got {n_samples}"
-                )
-            if not isinstance(return_standard_error, bool):
-                raise TypeError("return_standard_error: expected a bool")
+        with torch.no_grad():  # a block, not a decorator: NoiseTunnel calls __wrapped__
+            checks.check_lams("lam", lam, sequence=False)
+            checks.check_choice("penalty", penalty, PENALTIES)
+            checks.check_bool("return_standard_error", return_standard_error)
             if return_standard_error and penalty is not None:
                 raise ValueError(
-                    "return_standard_error: standard errors are available for LEG "
-                    "(penalty=None) only"
+                    "return_standard_error: standard errors are available for the LEG "
+                    "estimate (penalty=None) only"
                 )
-            if penalty == "tv":
-                _check_solver(solver)
-            if solver_options is not None and not isinstance(solver_options, dict):
-                raise TypeError("solver_options: expected a dict or None")
-            targets = parse_target(target, n_ex, "target")
-            contrast = None if contrast_target is None else parse_target(contrast_target, n_ex, "contrast_target")
-
-            device = x.device
-            grid_dtype = torch.float32 if device.type == "mps" else torch.float64
-            grid = get_grid((k1, k2), device, grid_dtype)
-            s = _check_noise_level(noise_level, n_ch, device, grid_dtype)
-            extra = _format_additional_forward_args(additional_forward_args)
-
-            units = n_samples // 2 if antithetic else n_samples
-            per_unit = 2 if antithetic else 1
-            units_per_eval = max(1, perturbations_per_eval // per_unit)
-            total_units = n_ch * units
-            n_batches = math.ceil(total_units / units_per_eval)
-
-            bar = (
-                progress(desc=f"{type(self).__name__} attribution", total=n_batches + (0 if antithetic else 1))
-                if show_progress
-                else NullProgress()
+            call = self._prepare(
+                inputs, target, additional_forward_args, n_samples=n_samples,
+                noise_level=noise_level, grid_size=grid_size, estimator=estimator,
+                sampling=sampling, perturb=perturb, target_precision=target_precision,
+                solver=solver, tv=penalty == "tv", contrast_target=contrast_target,
+                perturbations_per_eval=perturbations_per_eval, seed=seed,
+                show_progress=show_progress, solver_options=solver_options,
             )
-            forward = _BatchedForward(self.forward_func, x, extra, targets, contrast)
-            with bar:
-                baseline = None
-                if not antithetic:
-                    # A copy: a model that edits its input must not reach the caller's tensor.
-                    baseline = forward(x.unsqueeze(0).clone(), 1, perturbed=False)[0].to(grid_dtype)
-                    bar.update()
-                cells = CellMap(height, width, k1, k2, device)
-                stream = NoiseStream(grid, make_generator(seed, device))
-                buffer = _BatchBuffer(x.dtype, device)
-                acc = MomentAccumulator(grid, n_ex, s, units, track_variance=return_standard_error)
-                for start in range(0, total_units, units_per_eval):
-                    k = min(units_per_eval, total_units - start)
-                    draws = stream.take(k)  # (k, k1, k2), standard: X = s_c * draws
-                    segments = channel_segments(start, k, units)
-                    batch = buffer.get((k * per_unit, *x.shape))  # (P, N, C, H, W)
-                    batch.copy_(x.unsqueeze(0).expand_as(batch))
-                    for lo, hi, c in segments:
-                        noise = (draws[lo:hi] * s[c]).to(x.dtype)
-                        cells.add_into(batch[lo:hi, :, c], x[:, c], noise)
-                        if antithetic:
-                            cells.add_into(batch[k + lo : k + hi, :, c], x[:, c], -noise)
-                    out = forward(batch, k * per_unit).to(grid_dtype)  # (P, N)
-                    resp = (out[:k] - out[k:]) / 2 if antithetic else out - baseline
-                    acc.add(resp, segments, draws)
-                    bar.update()
-
-            if penalty is None:
-                maps = acc.leg()  # (N, C, k1, k2)
-            else:
-                maps = leg_tv(acc.moment(), grid, s, lams, solver, solver_options)
-                if not lam_is_seq:
-                    maps = maps[0]
-            attr = cells.upsample_per_pixel(maps).to(x.dtype)
-            result: Any = (attr,) if is_tuple else attr
+            estimates = self._sample(call, track_error=return_standard_error)
+            maps = _block_maps(call.plan, estimates, "coef")
+            if penalty == "tv":
+                maps = [m[0] for m in self._tv(call, maps, (float(lam),))]
+            attr = _format(call, _upsample(call, maps))
             if return_standard_error:
-                se = cells.upsample_per_pixel(acc.standard_error()).to(x.dtype)
-                return result, ((se,) if is_tuple else se)
-            return result
+                se = _upsample(call, _block_maps(call.plan, estimates, "standard_error"))
+                return attr, _format(call, se)
+            return attr
+
+    @log_usage()
+    def attribute_tv_path(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        *,
+        lams: Sequence[float],
+        **kwargs: Any,
+    ) -> InputType:
+        r"""LEG-TV maps for several lambdas from one set of samples.
+
+        Args:
+
+            inputs, target, additional_forward_args: As in :meth:`attribute`.
+            lams (sequence of float): Relative constraint levels, each in (0, 1).
+            **kwargs: Any keyword argument of :meth:`attribute` except ``penalty``,
+                        ``lam`` and ``return_standard_error``.
+
+        Returns:
+            *Tensor* or *tuple[Tensor, ...]*: for each input, the maps stacked along a
+            new leading dimension, ``(len(lams), *input.shape)``.
+        """
+        with torch.no_grad():
+            for name in ("penalty", "lam", "return_standard_error"):
+                if name in kwargs:
+                    raise TypeError(f"attribute_tv_path: {name!r} is not an argument here (lams sets the lambdas)")
+            lam_values = checks.check_lams("lams", lams, sequence=True)
+            call = self._prepare(inputs, target, additional_forward_args, tv=True, **kwargs)
+            estimates = self._sample(call, track_error=False)
+            maps = self._tv(call, _block_maps(call.plan, estimates, "coef"), lam_values)
+            return _format(call, _upsample(call, maps))
 
     def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("LinearlyEstimatedGradient does not support attribute_future")
 
-
-class _BatchBuffer:
-    """The perturbed-batch tensor, reused across forward calls when that is safe.
-
-    A fresh 40 MB CPU tensor costs more in first-touch page faults than the perturbation
-    itself. The buffer is rewritten in full for every batch (so a model that edits its
-    input in place does no harm) and is only reused when nothing else holds its storage:
-    a ``forward_func`` that keeps its input, or a view of it, gets a fresh tensor.
-    """
-
-    def __init__(self, dtype: torch.dtype, device: torch.device):
-        self.dtype, self.device = dtype, device
-        self._buf: Optional[Tensor] = None
-        self._owners = 0
-
-    def get(self, shape: Tuple[int, ...]) -> Tensor:
-        buf = self._buf
-        if buf is None or tuple(buf.shape) != shape or self._owners < 0 or _storage_users(buf) != self._owners:
-            buf = torch.empty(shape, dtype=self.dtype, device=self.device)
-            self._buf, self._owners = buf, _storage_users(buf)
-        return buf
-
-
-def _storage_users(t: Tensor) -> int:
-    """Tensors sharing ``t``'s storage (-1 where torch cannot tell: never reuse then)."""
-    use_count = getattr(torch._C, "_storage_Use_Count", None)
-    if use_count is None:
-        return -1
-    return int(use_count(t.untyped_storage()._cdata))
-
-
-class _BatchedForward:
-    """Runs ``forward_func`` on ``(P, N, C, H, W)`` batches; returns the scalar per input."""
-
-    def __init__(
+    # -- stages ------------------------------------------------------------------------
+    def _prepare(
         self,
-        forward_func: Callable[..., Tensor],
-        x: Tensor,
-        extra: Optional[Tuple[Any, ...]],
-        targets: TargetIndex,
-        contrast: Optional[TargetIndex],
-    ):
-        self.forward_func = forward_func
-        self.n_examples = x.shape[0]
-        self.extra = extra
-        self.targets = targets
-        self.contrast = contrast
-        self._expanded: Dict[int, Optional[Tuple[Any, ...]]] = {}
-
-    def __call__(self, batch: Tensor, n_perturbations: int, perturbed: bool = True) -> Tensor:
-        flat = batch.reshape(-1, *batch.shape[2:])
-        extra = self._extra_for(n_perturbations)
-        output = self.forward_func(flat, *extra) if extra is not None else self.forward_func(flat)
-        if not isinstance(output, Tensor):
-            raise TypeError(
-                f"forward_func must return a torch.Tensor, got {type(output).__name__}"
-            )
-        value = self.targets.select(output, n_perturbations, self.n_examples)
-        if self.contrast is not None:
-            value = value - self.contrast.select(output, n_perturbations, self.n_examples)
-        if not bool(torch.isfinite(value).all()):
-            where = "a perturbed input (lower noise_level?)" if perturbed else "the unperturbed input"
-            raise ValueError(f"forward_func returned NaN or inf for the target on {where}")
-        return value
-
-    def _extra_for(self, n_perturbations: int) -> Optional[Tuple[Any, ...]]:
-        if self.extra is None:
-            return None
-        if n_perturbations not in self._expanded:
-            self._expanded[n_perturbations] = _expand_additional_forward_args(
-                self.extra, n_perturbations
-            )
-        return self._expanded[n_perturbations]
-
-
-def channel_segments(start: int, k: int, units: int) -> List[Tuple[int, int, int]]:
-    """Split units ``start .. start+k`` (channel-major, ``units`` per channel) by channel.
-
-    Returns ``(lo, hi, channel)`` with ``lo, hi`` relative to ``start``; a batch spans
-    few channels, so per-segment work stays vectorised without a loop over samples.
-    """
-    segments = []
-    pos = start
-    while pos < start + k:
-        channel = pos // units
-        end = min(start + k, (channel + 1) * units)
-        segments.append((pos - start, end - start, channel))
-        pos = end
-    return segments
-
-
-# -- argument checks -------------------------------------------------------------------
-def _check_inputs(inputs: InputType) -> Tuple[bool, Tensor]:
-    is_tuple = isinstance(inputs, tuple)
-    if is_tuple:
-        if len(inputs) != 1:
+        inputs: InputType,
+        target: TargetType,
+        additional_forward_args: Optional[object],
+        *,
+        tv: bool,
+        n_samples: int = DEFAULT_N_SAMPLES,
+        noise_level: Any = DEFAULT_NOISE_LEVEL,
+        grid_size: Any = None,
+        estimator: str = DEFAULT_ESTIMATOR,
+        sampling: str = DEFAULT_SAMPLING,
+        perturb: str = "channel",
+        target_precision: Optional[float] = None,
+        solver: str = "auto",
+        contrast_target: TargetType = None,
+        perturbations_per_eval: int = 64,
+        seed: Optional[int] = None,
+        show_progress: bool = False,
+        solver_options: Optional[Dict[str, Any]] = None,
+    ) -> _Prepared:
+        """Validate every argument (used or not) and lay the call out."""
+        is_tuple, xs = checks.check_inputs(inputs)
+        n_ex = xs[0].shape[0]
+        checks.check_int("n_samples", n_samples, minimum=1)
+        checks.check_int("perturbations_per_eval", perturbations_per_eval, minimum=1)
+        if seed is not None:
+            checks.check_int("seed", seed, minimum=None)
+        checks.check_bool("show_progress", show_progress)
+        checks.check_choice("estimator", estimator, estimator_names())
+        checks.check_choice("sampling", sampling, SAMPLING_SCHEMES)
+        checks.check_choice("perturb", perturb, PERTURB_MODES)
+        checks.check_positive_float("target_precision", target_precision)
+        checks.check_solver("solver", solver, needed=tv)
+        options = checks.check_options("solver_options", solver_options)
+        antithetic = sampling == "antithetic"
+        if antithetic and n_samples % 2:
             raise ValueError(
-                f"inputs: LEG explains one image tensor; got a tuple of {len(inputs)} "
-                "tensors (pass a tensor or a 1-tuple)"
+                f"n_samples: antithetic sampling uses pairs, so n_samples must be even, got {n_samples}"
             )
-        x = inputs[0]
-    else:
-        x = inputs
-    if not isinstance(x, Tensor):
-        raise TypeError(f"inputs: expected a torch.Tensor (N, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"inputs: expected shape (N, C, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"inputs: expected a floating point tensor, got {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError(f"inputs: empty tensor of shape {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("inputs: contains NaN or inf")
-    return is_tuple, x.detach()
-
-
-def _check_int(name: str, value: object, minimum: Optional[int]) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-
-
-def _check_grid_size(grid_size: object, height: int, width: int) -> Tuple[int, int]:
-    if isinstance(grid_size, numbers.Integral) and not isinstance(grid_size, bool):
-        sizes = (int(grid_size), int(grid_size))
-    elif (
-        isinstance(grid_size, (tuple, list))
-        and len(grid_size) == 2
-        and all(isinstance(g, numbers.Integral) and not isinstance(g, bool) for g in grid_size)
-    ):
-        sizes = (int(grid_size[0]), int(grid_size[1]))
-    else:
-        raise TypeError(f"grid_size: expected an int or a pair of ints, got {grid_size!r}")
-    if min(sizes) < 1:
-        raise ValueError(f"grid_size: cells per side must be >= 1, got {sizes}")
-    if sizes[0] > height or sizes[1] > width:
-        raise ValueError(
-            f"grid_size: {sizes} cells exceed the image size {(height, width)}; at most one "
-            "cell per pixel"
+        grids = [
+            checks.check_grid_shape(_name("grid_size", i, is_tuple, len(xs)), g, tuple(x.shape[2:]))
+            for i, (x, g) in enumerate(zip(xs, checks.per_input("grid_size", grid_size, len(xs), is_tuple)))
+        ]
+        levels = [
+            checks.check_noise_levels(_name("noise_level", i, is_tuple, len(xs)), s, x.shape[1])
+            for i, (x, s) in enumerate(zip(xs, checks.per_input("noise_level", noise_level, len(xs), is_tuple)))
+        ]
+        targets = parse_target(target, n_ex, "target")
+        contrast = None if contrast_target is None else parse_target(contrast_target, n_ex, "contrast_target")
+        plan = make_plan(xs, grids, levels, perturb)
+        est_cls = get_estimator(estimator)
+        per_unit = 2 if antithetic else 1
+        need = max(est_cls.min_units(g, not antithetic) for g in plan.groups) * per_unit
+        if n_samples < need:
+            raise ValueError(
+                f"n_samples: estimator={estimator!r} needs at least {need} samples per "
+                f"perturbed channel here ({plan.groups[0].p} cells), got {n_samples}; use "
+                "more samples, a coarser grid_size or estimator='ridge'"
+            )
+        for g in plan.groups:
+            if g.p > est_cls.max_dense_features > 0:
+                raise ValueError(
+                    f"estimator: {estimator!r} is limited to {est_cls.max_dense_features} cells "
+                    f"per perturbed channel, got {g.p}; use a coarser grid_size or "
+                    "estimator='moment'"
+                )
+        extra = _format_additional_forward_args(additional_forward_args)
+        runner = ForwardRunner(self.forward_func, xs, extra, targets, contrast, plan)
+        settings = dict(
+            n_samples=n_samples, antithetic=antithetic, estimator=est_cls,
+            target_precision=target_precision, perturbations_per_eval=perturbations_per_eval,
+            seed=seed, show_progress=show_progress, solver=solver, solver_options=options,
         )
-    return sizes
+        return _Prepared(is_tuple, xs, plan, runner, settings)
 
-
-def _check_lam(lam: object) -> Tuple[Tuple[float, ...], bool]:
-    is_seq = isinstance(lam, (list, tuple)) or (isinstance(lam, Tensor) and lam.dim() == 1)
-    values = list(lam.tolist() if isinstance(lam, Tensor) else lam) if is_seq else [lam]
-    if not values:
-        raise ValueError("lam: expected a float in (0, 1) or a non-empty sequence of them")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"lam: expected floats in (0, 1), got {v!r}")
-        if not 0 < float(v) < 1:
-            raise ValueError(f"lam: each value must lie in (0, 1), got {v}")
-    return tuple(float(v) for v in values), is_seq
-
-
-def _check_noise_level(
-    noise_level: object, n_channels: int, device: torch.device, dtype: torch.dtype
-) -> Tensor:
-    if isinstance(noise_level, Tensor):
-        values = noise_level.detach().to("cpu", torch.float64).reshape(-1).tolist()
-    elif isinstance(noise_level, (list, tuple)):
-        values = list(noise_level)
-    else:
-        values = [noise_level]
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"noise_level: expected a positive float or one per channel, got {v!r}")
-    if len(values) == 1:
-        values = values * n_channels
-    if len(values) != n_channels:
-        raise ValueError(
-            f"noise_level: expected one value or {n_channels} (one per channel), got {len(values)}"
+    def _sample(self, call: _Prepared, track_error: bool) -> List[Estimate]:
+        s = call.settings
+        estimates, record = sample_and_estimate(
+            call.runner, call.plan, s["estimator"], n_samples=s["n_samples"],
+            antithetic=s["antithetic"], target_precision=s["target_precision"],
+            track_error=track_error, perturbations_per_eval=s["perturbations_per_eval"],
+            seed=s["seed"], show_progress=s["show_progress"],
+            desc=f"{type(self).__name__} attribution",
         )
-    if not all(math.isfinite(float(v)) and float(v) > 0 for v in values):
-        raise ValueError(f"noise_level: must be finite and > 0, got {values}")
-    return torch.tensor([float(v) for v in values], device=device, dtype=dtype)
+        self.last_run = record
+        return estimates
+
+    def _tv(self, call: _Prepared, maps: List[Tensor], lams: Tuple[float, ...]) -> List[Tensor]:
+        """LEG-TV per input: ``(len(lams), N, C, *grid)`` each."""
+        s = call.settings
+        return [
+            leg_tv(m, lay.grid, lay.noise_levels, lams, s["solver"], s["solver_options"])
+            for m, lay in zip(maps, call.plan.layouts)
+        ]
 
 
-def _check_solver(solver: object) -> None:
-    """Fail before the forward passes, not after them."""
-    from captum_leg.solvers import get_solver
+def _name(arg: str, i: int, is_tuple: bool, n_inputs: int) -> str:
+    return f"{arg}[{i}]" if is_tuple and n_inputs > 1 else arg
 
-    backend = get_solver(solver)  # TypeError / ValueError for a bad name
-    if not backend.available():
-        raise ValueError(f"solver: {solver!r} is not available here: {backend.unavailable_reason()}")
 
+def _block_maps(plan: Plan, estimates: List[Estimate], field: str) -> List[Tensor]:
+    """Scatter group estimates back to per-input grid maps ``(N, C, *grid)``."""
+    maps = [
+        torch.empty((lay.shape[0], lay.channels, *lay.grid.shape), device=lay.grid.device, dtype=lay.grid.dtype)
+        for lay in plan.layouts
+    ]
+    for group, refs, est in zip(plan.groups, plan.members, estimates):
+        values = getattr(est, field)
+        for block, ref in zip(group.blocks, refs):
+            maps[ref.input_index][:, ref.channel] = block.part(values)
+    return maps
+
+
+def _upsample(call: _Prepared, maps: List[Tensor]) -> List[Tensor]:
+    return [lay.cells.upsample_per_pixel(m).to(x.dtype) for m, lay, x in zip(maps, call.plan.layouts, call.inputs)]
+
+
+def _format(call: _Prepared, tensors: List[Tensor]) -> InputType:
+    return tuple(tensors) if call.is_tuple else tensors[0]
+
+
+def _without_standard_errors(unlogged: Callable[..., Any]) -> Callable[..., Any]:
+    """What Captum's wrappers call: ``NoiseTunnel`` runs ``attribute.__wrapped__`` and
+    averages whatever it returns, which is wrong for standard errors."""
+
+    @functools.wraps(unlogged)
+    def wrapper(self: LinearlyEstimatedGradient, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("return_standard_error"):
+            raise ValueError(
+                "return_standard_error: not available through Captum wrappers such as "
+                "NoiseTunnel, which average what attribute returns (the average of "
+                "standard errors is not the standard error of the averaged map); call "
+                "attribute directly for standard errors"
+            )
+        return unlogged(self, *args, **kwargs)
+
+    return wrapper
+
+
+LinearlyEstimatedGradient.attribute.__wrapped__ = _without_standard_errors(  # type: ignore[attr-defined]
+    LinearlyEstimatedGradient.attribute.__wrapped__  # type: ignore[attr-defined]
+)
 
 #: Short alias, as in ``from captum_leg import LEG``.
 LEG = LinearlyEstimatedGradient

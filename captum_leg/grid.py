@@ -64,6 +64,8 @@ class Grid:
             j = torch.arange(1, k + 1, device=device, dtype=dtype)
             lam = 2 - 2 * torch.cos(math.pi * j / (k + 1))
             eig = eig + lam.reshape((k,) + (1,) * (self.ndim - axis - 1))
+        #: Eigenvalues of ``L``, one per DST-I basis vector, shaped like the grid.
+        self.eigenvalues = eig
         # DST-I applied twice is (N+1)/2 times the identity: fold every inverse scale in.
         scale = math.prod(2.0 / (k + 1) for k in self.shape)
         self._inv_eig = scale / eig
@@ -131,6 +133,30 @@ class Grid:
         for dim in self._dims:
             spec = dst1(spec, dim)
         return spec
+
+    def spectrum(self, v: Tensor) -> Tensor:
+        """Coefficients of ``v`` in the orthonormal DST-I basis that diagonalises ``L``."""
+        for dim in self._dims:
+            v = dst1(v, dim)
+        return v * math.sqrt(math.prod(2.0 / (k + 1) for k in self.shape))
+
+    def from_spectrum(self, c: Tensor) -> Tensor:
+        """Inverse of :meth:`spectrum` (the orthonormal DST-I is its own inverse)."""
+        return self.spectrum(c)
+
+    def basis_diagonal(self, w: Tensor) -> Tensor:
+        """``diag(F diag(w) F^T)`` for the orthonormal DST-I basis ``F``, in ``O(p log p)``.
+
+        The squared basis functions are ``(1 - cos(2 pi j k / (K + 1))) / (K + 1)`` along
+        each axis (1-based ``j, k``), so the map is separable and each axis costs one
+        FFT. Used for the diagonal of spectrally filtered covariances.
+        """
+        for dim in self._dims:
+            k = w.shape[dim]
+            pad = torch.nn.functional.pad(w.movedim(dim, -1), (1, 0))
+            cos_sum = torch.fft.fft(pad, dim=-1).real[..., 1:]
+            w = ((w.movedim(dim, -1).sum(-1, keepdim=True) - cos_sum) / (k + 1)).movedim(-1, dim)
+        return w
 
     def covariance(self, v: Tensor, noise_level: Union[Tensor, float] = 1.0) -> Tensor:
         """``Sigma v = s^2 (L v + 1 (1^T v) / p)``; ``noise_level`` broadcasts over ``...``."""

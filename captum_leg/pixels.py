@@ -1,11 +1,16 @@
-"""The map between grid cells and pixels: writing perturbed images, upsampling maps.
+"""The map between grid cells and input elements: perturbing inputs, upsampling maps.
 
-Cells follow :func:`captum_leg.grid.cell_index` (sizes differ by at most one pixel).
-When they divide the image evenly, a pixel view ``(k1, r1, k2, r2)`` lets cell values
-broadcast straight into the output with no upsampled intermediate.
+An input channel has ``d`` spatial axes (a signal, an image, a volume) and its grid has
+one cell count per axis. Cells follow :func:`captum_leg.grid.cell_index` along every
+axis (sizes differ by at most one element). When the cells divide the axes evenly, a
+view ``(k_1, r_1, ..., k_d, r_d)`` lets cell values broadcast straight into the batch
+with no upsampled intermediate.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -14,40 +19,71 @@ from captum_leg.grid import cell_index
 
 
 class CellMap:
-    """Pixel <-> cell correspondence of a ``k1 x k2`` grid on an ``H x W`` image."""
+    """Element <-> cell correspondence of a grid on the spatial axes of one input channel."""
 
-    def __init__(self, height: int, width: int, k1: int, k2: int, device: torch.device):
-        self.height, self.width, self.k1, self.k2 = height, width, k1, k2
-        self.rows = cell_index(height, k1, device)
-        self.cols = cell_index(width, k2, device)
-        self.uniform = height % k1 == 0 and width % k2 == 0
-        self.row_sizes = torch.bincount(self.rows, minlength=k1)
-        self.col_sizes = torch.bincount(self.cols, minlength=k2)
+    def __init__(self, spatial: Sequence[int], grid_shape: Sequence[int], device: torch.device):
+        self.spatial: Tuple[int, ...] = tuple(int(v) for v in spatial)
+        self.grid_shape: Tuple[int, ...] = tuple(int(k) for k in grid_shape)
+        self.ndim = len(self.spatial)
+        self.index = [cell_index(n, k, device) for n, k in zip(self.spatial, self.grid_shape)]
+        self.sizes = [torch.bincount(i, minlength=k) for i, k in zip(self.index, self.grid_shape)]
+        self.uniform = all(n % k == 0 for n, k in zip(self.spatial, self.grid_shape))
 
     def _cells_view(self, t: Tensor) -> Tensor:
-        """``(..., H, W)`` as ``(..., k1, r1, k2, r2)`` (uniform cells only; no copy)."""
-        r1, r2 = self.height // self.k1, self.width // self.k2
-        return t.unflatten(-1, (self.k2, r2)).unflatten(-3, (self.k1, r1))
+        """``(..., *spatial)`` as ``(..., k_1, r_1, ..., k_d, r_d)`` (uniform cells; no copy)."""
+        lead = t.dim() - self.ndim
+        for axis in reversed(range(self.ndim)):
+            k = self.grid_shape[axis]
+            t = t.unflatten(lead + axis, (k, self.spatial[axis] // k))
+        return t
+
+    def _broadcast_cells(self, cells: Tensor) -> Tensor:
+        """``(k, *grid)`` as ``(k, 1, k_1, 1, ..., k_d, 1)`` against a cells view of ``(k, N, ...)``."""
+        shape = [cells.shape[0], 1]
+        for k in self.grid_shape:
+            shape += [k, 1]
+        return cells.reshape(shape)
+
+    def upsample(self, maps: Tensor) -> Tensor:
+        """Nearest (piecewise-constant) upsampling ``(..., *grid) -> (..., *spatial)``."""
+        for axis, idx in enumerate(self.index):
+            maps = maps.index_select(axis - self.ndim, idx)
+        return maps
 
     def add_into(self, out: Tensor, base: Tensor, cells: Tensor) -> None:
-        """``out = base + upsample(cells)`` with nearest (piecewise-constant) upsampling.
+        """``out = base + upsample(cells)``.
 
         Args:
-            out: ``(k, N, H, W)`` destination (may be a strided view of a batch).
-            base: ``(N, H, W)`` unperturbed channel.
-            cells: ``(k, k1, k2)`` cell values, in ``out``'s dtype.
+            out: ``(k, N, *spatial)`` destination (may be a strided view of a batch).
+            base: ``(N, *spatial)`` unperturbed channel.
+            cells: ``(k, *grid)`` cell values, in ``out``'s dtype.
         """
         if self.uniform:
-            torch.add(
-                self._cells_view(base),
-                cells[:, None, :, None, :, None],
-                out=self._cells_view(out),
-            )
+            view = self._cells_view(out)
+            torch.add(self._cells_view(base), self._broadcast_cells(cells), out=view)
         else:
-            pixels = cells[:, self.rows][:, :, self.cols]
-            torch.add(base, pixels[:, None], out=out)
+            torch.add(base, self.upsample(cells)[:, None], out=out)
+
+    def cell_volume(self, dtype: torch.dtype) -> Tensor:
+        """Elements per cell, shaped like the grid."""
+        vol = self.sizes[0].to(dtype)
+        for size in self.sizes[1:]:
+            vol = vol[..., None] * size.to(dtype)
+        return vol
 
     def upsample_per_pixel(self, maps: Tensor) -> Tensor:
-        """Grid maps ``(..., k1, k2)`` to ``(..., H, W)``, each cell divided by its pixel count."""
-        area = self.row_sizes.to(maps.dtype)[:, None] * self.col_sizes.to(maps.dtype)[None, :]
-        return (maps / area)[..., self.rows, :][..., self.cols]
+        """Grid maps ``(..., *grid)`` to ``(..., *spatial)``, each cell divided by its size."""
+        return self.upsample(maps / self.cell_volume(maps.dtype))
+
+    def cell_sums(self, values: Tensor) -> Tensor:
+        """Sum ``(..., *spatial)`` over each cell: ``(..., *grid)`` (the adjoint of upsample)."""
+        for axis, (idx, k) in enumerate(zip(self.index, self.grid_shape)):
+            dim = values.dim() - self.ndim + axis
+            shape = list(values.shape)
+            shape[dim] = k
+            values = values.new_zeros(shape).index_add_(dim, idx, values)
+        return values
+
+    @property
+    def n_cells(self) -> int:
+        return math.prod(self.grid_shape)

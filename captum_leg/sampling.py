@@ -1,15 +1,19 @@
 """Structured Gaussian perturbations on the grid, drawn in a reproducible stream.
 
-A *unit* is what enters the moment once: one perturbation ``X`` ("gaussian") or one
-symmetric pair ``X, -X`` ("antithetic"). Units are drawn in fixed blocks from one
-``torch.Generator``, so the noise a seed produces does not depend on how the forward
-passes are batched (``perturbations_per_eval``).
+A *unit* is what enters the estimate once: one perturbation ``X`` ("gaussian") or one
+symmetric pair ``X, -X`` ("antithetic"). Every design group (a channel, or all channels
+when they are perturbed jointly) has its own stream, seeded from the call's seed, and
+draws in fixed blocks. The noise a seed produces therefore depends neither on how the
+forward passes are batched (``perturbations_per_eval``), nor on how many rounds an
+adaptive run takes, nor on the device: normal draws are made on the CPU and only the
+structured transform runs on the input's device.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,34 +25,42 @@ SAMPLING_SCHEMES = ("gaussian", "antithetic")
 _BLOCK_UNITS = 128
 
 
-def make_generator(seed: Optional[int], device: torch.device) -> torch.Generator:
-    """A dedicated generator on ``device``: seeded, or from fresh entropy when ``seed`` is None."""
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(seed))
-    return gen
+def spawn_seeds(seed: Optional[int], count: int) -> List[int]:
+    """``count`` independent 63-bit seeds derived from ``seed`` (fresh entropy when None)."""
+    seq = np.random.SeedSequence(seed)
+    return [int(s.generate_state(2, np.uint64)[0] >> np.uint64(1)) for s in seq.spawn(count)]
 
 
 class NoiseStream:
-    """Standard grid noise ``D^T z + w 1 / sqrt(p)`` (covariance ``L + 1 1^T / p``), unit by unit.
+    """Standard noise for a group of grids, unit by unit.
 
-    Multiply by the noise level ``s`` to get covariance ``Sigma`` (LEG_METHOD.md section 3).
+    Each draw is ``D^T z + w 1 / sqrt(p)`` per grid (covariance ``L + 1 1^T / p``); the
+    grids of a group get independent draws. Multiply grid ``b``'s part by its noise
+    level ``s_b`` to get covariance ``Sigma_b``.
     """
 
-    def __init__(self, grid: Grid, generator: torch.Generator):
-        self.grid = grid
-        self.generator = generator
-        self._buffer = grid.l_inv_ones.new_empty((0, *grid.shape))
+    def __init__(self, grids: Sequence[Grid], seed: int):
+        self.grids = list(grids)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+        self.sizes = [g.p for g in self.grids]
+        self._buffer: Optional[Tensor] = None
+
+    def _draw_block(self) -> Tensor:
+        parts = []
+        for g in self.grids:
+            # float32 normals: several times faster to draw, plenty for Monte-Carlo noise.
+            z = torch.randn(_BLOCK_UNITS, g.n_edges + 1, generator=self.generator, dtype=torch.float32)
+            parts.append(g.flat(g.standard_from_normal(z)))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def take(self, n_units: int) -> Tensor:
-        """The next ``n_units`` draws, shaped ``(n_units, k1, k2)``."""
+        """The next ``n_units`` draws, ``(n_units, sum_b p_b)`` (grids concatenated)."""
         parts = []
         need = n_units
         while need > 0:
-            if self._buffer.shape[0] == 0:
-                self._buffer = self.grid.sample_standard(_BLOCK_UNITS, self.generator)
+            if self._buffer is None or self._buffer.shape[0] == 0:
+                self._buffer = self._draw_block()
             part, self._buffer = self._buffer[:need], self._buffer[need:]
             parts.append(part)
             need -= part.shape[0]

@@ -33,7 +33,7 @@ def test_leg_tv_beats_leg_on_a_piecewise_constant_gradient_at_small_n() -> None:
     model, weight = piecewise_constant_model()
     x = torch.zeros(1, 1, 16, 16, dtype=F64)
     expected = cell_mean(weight[0], 8, 8)[None]
-    kw = dict(target=0, n_samples=100, grid_size=8, noise_level=0.1)
+    kw = dict(target=0, n_samples=100, grid_size=8, noise_level=0.1, estimator="moment")
     err_leg, err_tv = [], []
     for seed in range(3):
         err_leg.append(rel_err(LEG(model).attribute(x, seed=seed, **kw), expected))
@@ -47,14 +47,18 @@ def test_lambda_sequence_reuses_one_set_of_samples() -> None:
     x = torch.randn(2, 2, 16, 16, dtype=F64, generator=torch.Generator().manual_seed(0))
     leg = LEG(model)
     kw = dict(target=0, n_samples=40, grid_size=8, penalty="tv", seed=5, solver="highs")
-    stacked = leg.attribute(x, lam=[0.1, 0.3], **kw)
+    kw.pop("penalty")
+    stacked = leg.attribute_tv_path(x, lams=[0.1, 0.3], **kw)
     assert stacked.shape == (2, *x.shape) and stacked.dtype == x.dtype
     for i, lam in enumerate((0.1, 0.3)):
-        torch.testing.assert_close(stacked[i], leg.attribute(x, lam=lam, **kw), rtol=1e-5, atol=1e-8)
+        single = leg.attribute(x, penalty="tv", lam=lam, **kw)
+        torch.testing.assert_close(stacked[i], single, rtol=1e-5, atol=1e-8)
     # Larger lambda: a simpler map (less total variation).
     tv = lambda a: float(a.diff(dim=-1).abs().sum() + a.diff(dim=-2).abs().sum())  # noqa: E731
     assert tv(stacked[1]) < tv(stacked[0])
-    assert isinstance(leg.attribute((x,), lam=[0.1], **kw), tuple)
+    assert isinstance(leg.attribute_tv_path((x,), lams=[0.1], **kw), tuple)
+    with pytest.raises(ValueError, match="lam.*attribute_tv_path"):
+        leg.attribute(x, penalty="tv", lam=[0.1, 0.3], **kw)
 
 
 def test_backends_agree_through_attribute() -> None:

@@ -1,0 +1,186 @@
+"""Argument checks for ``attribute``: every argument is checked, used or not, and each
+failure is a ``TypeError``/``ValueError`` that names the argument and what was expected."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+
+def check_inputs(inputs: object) -> Tuple[bool, Tuple[Tensor, ...]]:
+    """Tensor or tuple of tensors ``(N, C, *spatial)`` with 1 or more spatial axes."""
+    is_tuple = isinstance(inputs, tuple)
+    tensors = inputs if is_tuple else (inputs,)
+    if is_tuple and len(tensors) == 0:  # type: ignore[arg-type]
+        raise ValueError("inputs: got an empty tuple; pass a tensor or a tuple of tensors")
+    out = []
+    for i, x in enumerate(tensors):  # type: ignore[arg-type]
+        name = f"inputs[{i}]" if is_tuple else "inputs"
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor (N, C, *spatial), got {type(x).__name__}")
+        if x.dim() == 2:
+            raise ValueError(
+                f"{name}: shape {tuple(x.shape)} has no spatial axis. LEG perturbs a grid of "
+                "cells along spatial axes: pass (N, C, L) signals, (N, C, H, W) images or "
+                "(N, C, D, H, W) volumes; for tabular features add an axis, e.g. "
+                "x.unsqueeze(1) for (N, 1, F), which treats the features as a 1-D signal "
+                "with neighbouring features on neighbouring cells"
+            )
+        if x.dim() < 2:
+            raise ValueError(f"{name}: expected shape (N, C, *spatial), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name}: expected a floating point tensor, got {x.dtype}")
+        if x.numel() == 0:
+            raise ValueError(f"{name}: empty tensor of shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name}: contains NaN or inf")
+        out.append(x.detach())
+    if len({x.shape[0] for x in out}) > 1:
+        raise ValueError(
+            f"inputs: every tensor needs the same batch size N, got {[x.shape[0] for x in out]}"
+        )
+    if len({x.device for x in out}) > 1:
+        raise ValueError(f"inputs: all tensors must be on one device, got {[str(x.device) for x in out]}")
+    return is_tuple, tuple(out)
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: object, minimum: Optional[int]) -> int:
+    if not is_int(value):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if minimum is not None and value < minimum:  # type: ignore[operator]
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: Sequence[Any]) -> Any:
+    if not isinstance(value, (str, type(None))) or value not in choices:
+        raise (TypeError if not isinstance(value, (str, type(None))) else ValueError)(
+            f"{name}: expected one of {tuple(choices)}, got {value!r}"
+        )
+    return value
+
+
+def per_input(name: str, value: object, n_inputs: int, is_tuple: bool) -> Tuple[object, ...]:
+    """Spread a setting over the inputs: one value for all, or a tuple with one per input."""
+    if n_inputs > 1 and isinstance(value, tuple):
+        if len(value) != n_inputs:
+            raise ValueError(
+                f"{name}: with {n_inputs} input tensors, pass one value for all or a tuple "
+                f"with one entry per input, got {len(value)} entries"
+            )
+        return value
+    return (value,) * n_inputs
+
+
+def check_grid_shape(name: str, value: object, spatial: Tuple[int, ...]) -> Tuple[int, ...]:
+    """An int (same count on every axis, at most the axis size if defaulted) or one per axis."""
+    d = len(spatial)
+    if value is None:  # the default: 14 cells per axis, fewer on shorter axes
+        return tuple(min(14, n) for n in spatial)
+    if is_int(value):
+        sizes = (int(value),) * d  # type: ignore[call-overload]
+    elif isinstance(value, (tuple, list)) and len(value) == d and all(is_int(v) for v in value):
+        sizes = tuple(int(v) for v in value)
+    else:
+        raise TypeError(
+            f"{name}: expected an int or {d} ints (one per spatial axis of {spatial}), got {value!r}"
+        )
+    if min(sizes) < 1:
+        raise ValueError(f"{name}: cells per axis must be >= 1, got {sizes}")
+    if any(k > n for k, n in zip(sizes, spatial)):
+        raise ValueError(
+            f"{name}: {sizes} cells exceed the spatial size {spatial}; at most one cell per element"
+        )
+    return sizes
+
+
+def check_noise_levels(name: str, value: object, channels: int) -> Tuple[float, ...]:
+    """A positive float, or one per channel (sequence or tensor)."""
+    if isinstance(value, Tensor):
+        values = value.detach().to("cpu", torch.float64).reshape(-1).tolist()
+    elif isinstance(value, (list, tuple)):
+        values = list(value)
+    else:
+        values = [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name}: expected a positive float or one per channel, got {v!r}")
+    if len(values) == 1:
+        values = values * channels
+    if len(values) != channels:
+        raise ValueError(f"{name}: expected one value or {channels} (one per channel), got {len(values)}")
+    if not all(math.isfinite(float(v)) and float(v) > 0 for v in values):
+        raise ValueError(f"{name}: must be finite and > 0, got {values}")
+    return tuple(float(v) for v in values)
+
+
+def check_lams(name: str, value: object, sequence: bool) -> Tuple[float, ...]:
+    """A float in (0, 1), or (``sequence=True``) a non-empty sequence of them."""
+    is_seq = isinstance(value, (list, tuple)) or (isinstance(value, Tensor) and value.dim() == 1)
+    if is_seq and not sequence:
+        raise ValueError(
+            f"{name}: attribute() returns one map shaped like the inputs, so it takes one "
+            "lambda; for several lambdas from one set of samples use "
+            "attribute_tv_path(inputs, ..., lams=[...])"
+        )
+    if sequence and not is_seq:
+        raise TypeError(f"{name}: expected a sequence of floats in (0, 1), got {value!r}")
+    values = list(value.tolist() if isinstance(value, Tensor) else value) if is_seq else [value]  # type: ignore
+    if not values:
+        raise ValueError(f"{name}: expected at least one lambda in (0, 1)")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name}: expected floats in (0, 1), got {v!r}")
+        if not 0 < float(v) < 1:
+            raise ValueError(f"{name}: each value must lie in (0, 1), got {v}")
+    return tuple(float(v) for v in values)
+
+
+def check_positive_float(name: str, value: object, optional: bool = True) -> Optional[float]:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive float{' or None' if optional else ''}, got {value!r}")
+    if not (math.isfinite(float(value)) and float(value) > 0):
+        raise ValueError(f"{name}: expected a finite value > 0, got {value}")
+    return float(value)
+
+
+def check_solver(name: str, value: object, needed: bool) -> str:
+    """A registered backend name; its availability only matters when it will run."""
+    from captum_leg.solvers import get_solver
+
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a solver name (str), got {type(value).__name__}")
+    try:
+        backend = get_solver(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: {err}") from None
+    if needed and not backend.available():
+        raise ValueError(f"{name}: {value!r} is not available here: {backend.unavailable_reason()}")
+    return value
+
+
+def check_options(name: str, value: object) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{name}: expected a dict or None, got {type(value).__name__}")
+    return dict(value)
+
+
+Number = Union[int, float]

@@ -1,0 +1,137 @@
+"""Perturbed batches and forward passes: from draws to one response per unit and example."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from captum._utils.common import _expand_additional_forward_args
+from torch import Tensor
+
+from captum_leg.plan import Plan
+from captum_leg.targets import TargetIndex
+
+
+@dataclass
+class Segment:
+    """A run of units of one design group inside a forward batch.
+
+    ``features`` are the perturbations in input units, ``(hi - lo, P_group)``.
+    """
+
+    group: int
+    lo: int
+    hi: int
+    features: Tensor
+
+
+class ForwardRunner:
+    """Evaluates ``forward_func`` on perturbed copies of the inputs.
+
+    All examples share each perturbation, so a batch of ``k`` units holds
+    ``k * N`` inputs (twice that for antithetic pairs), perturbation-major as Captum
+    expands ``additional_forward_args``.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        inputs: Tuple[Tensor, ...],
+        additional_forward_args: Optional[Tuple[Any, ...]],
+        targets: TargetIndex,
+        contrast: Optional[TargetIndex],
+        plan: Plan,
+    ):
+        self.forward_func = forward_func
+        self.inputs = inputs
+        self.extra = additional_forward_args
+        self.targets = targets
+        self.contrast = contrast
+        self.plan = plan
+        self.n_examples = inputs[0].shape[0]
+        self._expanded: Dict[int, Optional[Tuple[Any, ...]]] = {}
+
+    def baseline(self) -> Tensor:
+        """``f(x0)`` per example, ``(N,)``."""
+        # Copies: a model that edits its input must not reach the caller's tensors.
+        batch = tuple(x.unsqueeze(0).clone() for x in self.inputs)
+        return self._evaluate(batch, 1, perturbed=False)[0]
+
+    def responses(self, segments: Sequence[Segment], baseline: Optional[Tensor]) -> Tensor:
+        """One response per unit and example, ``(k, N)`` in the estimators' dtype.
+
+        With a ``baseline`` ``f(x0)`` (Gaussian sampling) units give ``f(x0 + X) - f(x0)``;
+        without one (antithetic sampling) they are pairs and give
+        ``(f(x0 + X) - f(x0 - X)) / 2``.
+        """
+        k = segments[-1].hi
+        signs = (1.0,) if baseline is not None else (1.0, -1.0)
+        batch = []
+        for lay, x in zip(self.plan.layouts, self.inputs):
+            # A fresh tensor per call: a model may keep (or edit) the batch it was given.
+            out = x.unsqueeze(0).expand(k * len(signs), *x.shape).clone()
+            batch.append(out)
+        for seg in segments:
+            for block, ref in zip(self.plan.groups[seg.group].blocks, self.plan.members[seg.group]):
+                lay = self.plan.layouts[ref.input_index]
+                x = self.inputs[ref.input_index]
+                noise = block.part(seg.features).to(x.dtype)
+                for j, sign in enumerate(signs):
+                    dest = batch[ref.input_index][j * k + seg.lo : j * k + seg.hi, :, ref.channel]
+                    lay.cells.add_into(dest, x[:, ref.channel], noise if sign > 0 else -noise)
+        values = self._evaluate(tuple(batch), k * len(signs), perturbed=True)
+        dtype = self.plan.groups[0].dtype
+        values = values.to(dtype)
+        if baseline is None:
+            return (values[:k] - values[k:]) / 2
+        return values - baseline
+
+    def _evaluate(self, batch: Tuple[Tensor, ...], n_perturbations: int, perturbed: bool) -> Tensor:
+        flat = tuple(b.reshape(-1, *b.shape[2:]) for b in batch)
+        extra = self._extra_for(n_perturbations)
+        output = self.forward_func(*flat, *extra) if extra is not None else self.forward_func(*flat)
+        if not isinstance(output, Tensor):
+            raise TypeError(f"forward_func must return a torch.Tensor, got {type(output).__name__}")
+        value = self.targets.select(output, n_perturbations, self.n_examples)
+        if self.contrast is not None:
+            value = value - self.contrast.select(output, n_perturbations, self.n_examples)
+        if not bool(torch.isfinite(value).all()):
+            where = "a perturbed input (lower noise_level?)" if perturbed else "the unperturbed input"
+            raise ValueError(f"forward_func returned NaN or inf for the target on {where}")
+        return value
+
+    def _extra_for(self, n_perturbations: int) -> Optional[Tuple[Any, ...]]:
+        if self.extra is None:
+            return None
+        if n_perturbations not in self._expanded:
+            self._expanded[n_perturbations] = _expand_additional_forward_args(self.extra, n_perturbations)
+        return self._expanded[n_perturbations]
+
+
+def split_units(counts: Sequence[Tuple[int, int, int]], per_batch: int) -> List[List[Tuple[int, int, int, int]]]:
+    """Cut runs of units into forward batches of at most ``per_batch`` units.
+
+    Args:
+        counts: ``(group, first_unit, n_units)`` per group, in order.
+        per_batch: units per forward call.
+
+    Returns:
+        Batches, each a list of ``(group, first_unit, n_units, offset_in_batch)``.
+    """
+    batches: List[List[Tuple[int, int, int, int]]] = []
+    current: List[Tuple[int, int, int, int]] = []
+    filled = 0
+    for group, first, n in counts:
+        while n > 0:
+            take = min(n, per_batch - filled)
+            current.append((group, first, take, filled))
+            filled += take
+            first += take
+            n -= take
+            if filled == per_batch:
+                batches.append(current)
+                current, filled = [], 0
+    if current:
+        batches.append(current)
+    return batches
