@@ -130,9 +130,13 @@ def main() -> None:
     if args.images != "all":
         names = args.images.split(",")
     budgets = sorted(int(b) for b in args.budgets.split(","))
-    model = load_efficientnet_lite0()
+    # channels_last: the same model, about a quarter faster on CPU.
+    model = load_efficientnet_lite0().to(memory_format=torch.channels_last)
     ref_key = "per_channel" if args.perturb == "channel" else "joint"
     rows: List[Dict[str, object]] = []
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
     for name in names:
         x = torch.from_numpy(refs[f"{name}__input"]).float()
         target = int(refs[f"{name}__target"])
@@ -158,17 +162,17 @@ def main() -> None:
                         seconds=seconds * n / budgets[-1],
                     ))
             print(f"{name} {scheme}: {seconds:.0f} s for n = {budgets[-1]}", flush=True)
-    table = summarise(rows)
-    print(table)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "results.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-        (out / "results.md").write_text(table + "\n")
-        print(f"wrote {out / 'results.csv'} and {out / 'results.md'}")
+        if out:  # after every image, so a long run can be read (or resumed by hand) midway
+            write(out, rows)
+    print(summarise(rows))
+
+
+def write(out: Path, rows: List[Dict[str, object]]) -> None:
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "results.md").write_text(summarise(rows) + "\n")
 
 
 def summarise(rows: List[Dict[str, object]]) -> str:

@@ -379,11 +379,12 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                 "more samples, a coarser grid_size or estimator='ridge'"
             )
         for g in plan.groups:
-            if g.p > est_cls.max_dense_features > 0:
+            limit = est_cls.for_group(g).max_dense_features
+            if g.p > limit > 0:
                 raise ValueError(
-                    f"estimator: {estimator!r} is limited to {est_cls.max_dense_features} cells "
-                    f"per perturbed channel, got {g.p}; use a coarser grid_size or "
-                    "estimator='moment'"
+                    f"estimator: {estimator!r} is limited to {limit} cells per perturbed "
+                    f"channel, got {g.p}; use a coarser grid_size, or estimator='ridge' "
+                    "(structured above that size) or 'moment'"
                 )
         extra = _format_additional_forward_args(additional_forward_args)
         runner = ForwardRunner(self.forward_func, xs, extra, targets, contrast, plan)

@@ -86,7 +86,7 @@ def sample_and_estimate(
     seeds = spawn_seeds(seed, n_groups)
     streams = [NoiseStream([b.grid for b in g.blocks], s) for g, s in zip(plan.groups, seeds)]
     need_error = track_error or target_precision is not None
-    accs = [estimator(g, plan.n_examples, not antithetic, need_error) for g in plan.groups]
+    accs = [estimator.for_group(g)(g, plan.n_examples, not antithetic, need_error) for g in plan.groups]
     units_per_eval = max(1, perturbations_per_eval // per_unit)
 
     if target_precision is None:

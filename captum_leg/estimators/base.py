@@ -78,6 +78,11 @@ class Estimator(ABC):
         """Fewest units the estimator needs (per group)."""
         return 2
 
+    @classmethod
+    def for_group(cls, group: DesignGroup) -> "Type[Estimator]":
+        """The class that runs this estimator on ``group`` (a structured form on large grids)."""
+        return cls
+
 
 _REGISTRY: Dict[str, Type[Estimator]] = {}
 

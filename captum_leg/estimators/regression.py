@@ -19,7 +19,7 @@ Both work with the ``P x P`` Gram matrix, so they are limited to
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -153,6 +153,14 @@ class RidgeEstimator(_GramEstimator):
     """
 
     name = "ridge"
+
+    @classmethod
+    def for_group(cls, group: DesignGroup) -> Type[Estimator]:
+        if group.p > cls.max_dense_features:
+            from captum_leg.estimators.spectral import SpectralRidgeEstimator
+
+            return SpectralRidgeEstimator
+        return cls
 
     def estimate(self, replay: Optional[Replay] = None) -> Estimate:
         gram, xy, yy, dof = self._statistics()
