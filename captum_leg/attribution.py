@@ -41,7 +41,7 @@ DEFAULT_N_SAMPLES = 2000
 #: Cells per spatial axis when ``grid_size`` is left out (fewer on shorter axes).
 DEFAULT_GRID_CELLS = 14
 DEFAULT_ESTIMATOR = "ridge"
-DEFAULT_SAMPLING = "gaussian"
+DEFAULT_SAMPLING = "antithetic"
 
 InputType = Union[Tensor, Tuple[Tensor, ...]]
 

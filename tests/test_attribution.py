@@ -326,11 +326,15 @@ def test_bad_inputs_and_model_outputs() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_inputs_stay_on_the_device() -> None:
+def test_cuda_inputs_stay_on_the_device_and_match_the_cpu_map() -> None:
     model, weight, x = linear_setup()
     model_cuda = LinearModel(weight.cuda())
-    out = LEG(model_cuda).attribute(x.cuda(), target=0, n_samples=2000, grid_size=4, seed=0)
-    assert out.device.type == "cuda"
+    for estimator in ("ridge", "moment"):
+        kw = dict(target=0, n_samples=2000, grid_size=4, seed=0, estimator=estimator)
+        out = LEG(model_cuda).attribute(x.cuda(), **kw)
+        assert out.device.type == "cuda"
+        # The noise is drawn on the CPU from the seed: the same map on every device.
+        torch.testing.assert_close(out.cpu(), LEG(model).attribute(x, **kw), rtol=1e-6, atol=1e-9)
     expected = cell_mean(weight[0], 4, 4).expand_as(x)
     assert rel_err(out.cpu(), expected) < 0.2
 

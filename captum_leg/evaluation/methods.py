@@ -2,8 +2,9 @@
 
 Budget accounting, per image, in *forward-equivalents*:
 
-* LEG / LEG-TV: ``C * n_samples + 1`` forwards, so ``n_samples = (budget - 1) // C``.
-  LEG-TV at several lambdas reuses the same samples.
+* LEG / LEG-TV: ``C * n_samples`` forwards with antithetic pairs (the default), so
+  ``n_samples`` is ``budget // C`` rounded down to even; ``C * n_samples + 1`` with
+  Gaussian sampling, so ``n_samples = (budget - 1) // C``.
 * Lime / KernelShap: one forward per sample, ``n_samples = budget``, on a square grid
   feature mask (``feature_grid x feature_grid`` cells, default 14: 16-pixel cells at 224);
   the baseline is 0 in input units (the dataset mean for normalised inputs).
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from captum_leg.attribution import DEFAULT_NOISE_LEVEL
+from captum_leg.attribution import DEFAULT_NOISE_LEVEL, DEFAULT_SAMPLING
 from captum_leg.grid import cell_index
 
 METHOD_NAMES: Tuple[str, ...] = (
@@ -90,7 +91,7 @@ def build_method(
     *,
     channels: int = 3,
     noise_level: float = DEFAULT_NOISE_LEVEL,
-    grid_size: int = 28,
+    grid_size: Optional[int] = None,
     lam: float = 0.1,
     feature_grid: int = 14,
     layer: Optional[nn.Module] = None,
@@ -125,9 +126,7 @@ def build_method(
     if name in ("leg", "leg-tv"):
         from captum_leg import LEG  # late import: the core may be absent in partial installs
 
-        n = (budget - 1) // channels
         kw: Dict[str, Any] = dict(
-            n_samples=n,
             noise_level=noise_level,
             grid_size=grid_size,
             perturbations_per_eval=perturbations_per_eval,
@@ -135,12 +134,16 @@ def build_method(
         if name == "leg-tv":
             kw.update(penalty="tv", lam=lam)
         kw.update(leg_kwargs or {})
+        # Antithetic pairs (the default) need no f(x0) but an even n per channel.
+        pairs = kw.get("sampling", DEFAULT_SAMPLING) == "antithetic"
+        n = budget // channels // 2 * 2 if pairs else (budget - 1) // channels
+        kw["n_samples"] = n
         leg = LEG(model)
 
         def fn(x: Tensor, t: Tensor, seed: Optional[int] = None) -> Tensor:
             return leg.attribute(x, target=t, seed=seed, **kw)
 
-        return MethodSpec(name, channels * n + 1, kw, fn)
+        return MethodSpec(name, channels * n + (0 if pairs else 1), kw, fn)
 
     if name in ("lime", "kernelshap"):
         from captum.attr import KernelShap, Lime
@@ -289,8 +292,6 @@ def explain_func(
         from captum_leg import LEG
 
         a = LEG(model).attribute(x, target=t, seed=seed, **kwargs)
-        if a.dim() == 5:  # several lambdas: Quantus wants one map per input
-            raise ValueError("lam: pass one value to explain_func (Quantus expects one map per input)")
     else:
         if budget is None:
             raise ValueError(f"budget is required for method {method!r}")
