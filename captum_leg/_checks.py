@@ -129,7 +129,8 @@ def check_noise_levels(name: str, value: object, channels: int) -> Tuple[float, 
 
 
 def check_lams(name: str, value: object, sequence: bool) -> Tuple[float, ...]:
-    """A float in (0, 1), or (``sequence=True``) a non-empty sequence of them."""
+    """A float in (0, 1), or (``sequence=True``) a non-empty sequence of floats in [0, 1)
+    (0 stands for the estimate itself, the limit of LEG-TV as lambda -> 0)."""
     is_seq = isinstance(value, (list, tuple)) or (isinstance(value, Tensor) and value.dim() == 1)
     if is_seq and not sequence:
         raise ValueError(
@@ -142,11 +143,12 @@ def check_lams(name: str, value: object, sequence: bool) -> Tuple[float, ...]:
     values = list(value.tolist() if isinstance(value, Tensor) else value) if is_seq else [value]  # type: ignore
     if not values:
         raise ValueError(f"{name}: expected at least one lambda in (0, 1)")
+    low = 0.0 if sequence else None
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"{name}: expected floats in (0, 1), got {v!r}")
-        if not 0 < float(v) < 1:
-            raise ValueError(f"{name}: each value must lie in (0, 1), got {v}")
+        if not ((low is not None and float(v) == low) or 0 < float(v) < 1):
+            raise ValueError(f"{name}: each value must lie in {'[0, 1)' if sequence else '(0, 1)'}, got {v}")
     return tuple(float(v) for v in values)
 
 

@@ -296,7 +296,11 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         Args:
 
             inputs, target, additional_forward_args: As in :meth:`attribute`.
-            lams (sequence of float): Relative constraint levels, each in (0, 1).
+            lams (sequence of float): Relative constraint levels, each in [0, 1). The
+                        value 0 gives the estimate itself (LEG-TV's limit as
+                        ``lam -> 0``, with no linear program), so
+                        ``lams=[0, 0.1, 0.3]`` returns the LEG map and two LEG-TV maps
+                        from the same samples.
             **kwargs: Any keyword argument of :meth:`attribute` except ``penalty``,
                         ``lam`` and ``return_standard_error``.
 
@@ -408,12 +412,16 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         return estimates
 
     def _tv(self, call: _Prepared, maps: List[Tensor], lams: Tuple[float, ...]) -> List[Tensor]:
-        """LEG-TV per input: ``(len(lams), N, C, *grid)`` each."""
+        """LEG-TV per input: ``(len(lams), N, C, *grid)`` each (``lam = 0``: the estimate)."""
         s = call.settings
-        return [
-            leg_tv(m, lay.grid, lay.noise_levels, lams, s["solver"], s["solver_options"])
-            for m, lay in zip(maps, call.plan.layouts)
-        ]
+        positive = [lam for lam in lams if lam > 0]
+        out = []
+        for m, lay in zip(maps, call.plan.layouts):
+            solved = iter(())
+            if positive:
+                solved = iter(leg_tv(m, lay.grid, lay.noise_levels, positive, s["solver"], s["solver_options"]))
+            out.append(torch.stack([next(solved) if lam > 0 else m for lam in lams]))
+        return out
 
 
 def _name(arg: str, i: int, is_tuple: bool, n_inputs: int) -> str:

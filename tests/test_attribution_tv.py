@@ -117,3 +117,19 @@ def test_full_resolution_leg_tv_runs_in_bounded_memory(tmp_path) -> None:
     # LEG's map is feasible for the LP (zero residual), so the optimum has no more total
     # variation; at n = 32 it has far less.
     assert info["tv_leg_tv"] < 0.5 * info["tv_leg"], info
+
+
+def test_lambda_zero_in_a_path_is_the_estimate_from_the_same_samples() -> None:
+    model, _ = piecewise_constant_model()
+    x = torch.zeros(1, 1, 16, 16, dtype=F64)
+    leg = LEG(model)
+    kw = dict(target=0, n_samples=40, grid_size=8, seed=2, solver="highs")
+    path = leg.attribute_tv_path(x, lams=[0.0, 0.3], **kw)
+    torch.testing.assert_close(path[0], leg.attribute(x, **kw))
+    torch.testing.assert_close(path[1], leg.attribute(x, penalty="tv", lam=0.3, **kw), rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match="lam"):
+        leg.attribute(x, penalty="tv", lam=0.0, **kw)
+    with pytest.raises(ValueError, match="lams"):
+        leg.attribute_tv_path(x, lams=[0.5, 1.0], **kw)
+    with pytest.raises(TypeError, match="penalty"):
+        leg.attribute_tv_path(x, lams=[0.5], penalty="tv", **kw)
