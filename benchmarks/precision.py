@@ -30,6 +30,7 @@ to 500) take a few minutes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def record_run(model, x, target, grid, n, scheme, perturb, seed):  # type: ignor
         x, target, None, tv=False, n_samples=n, grid_size=grid, sampling=scheme,
         perturb=perturb, seed=seed, estimator="moment",
     )
-    call.settings["estimator"] = Capture
+    call.sampling = dataclasses.replace(call.sampling, estimator=Capture)
     t0 = time.perf_counter()
     leg._sample(call, track_error=False)
     seconds = time.perf_counter() - t0

@@ -24,7 +24,7 @@ from captum_leg.estimators.base import Estimate
 from captum_leg.estimators.tv import leg_tv
 from captum_leg.forward import ForwardRunner
 from captum_leg.plan import PERTURB_MODES, Plan, make_plan
-from captum_leg.run import RunRecord, sample_and_estimate
+from captum_leg.run import RunRecord, SamplingSettings, sample_and_estimate
 from captum_leg.sampling import SAMPLING_SCHEMES
 from captum_leg.targets import TargetType, parse_target
 
@@ -54,7 +54,9 @@ class _Prepared:
     inputs: Tuple[Tensor, ...]
     plan: Plan
     runner: ForwardRunner
-    settings: Dict[str, Any]
+    sampling: SamplingSettings
+    solver: str
+    solver_options: Dict[str, Any]
 
 
 class LinearlyEstimatedGradient(PerturbationAttribution):
@@ -392,20 +394,14 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                 )
         extra = _format_additional_forward_args(additional_forward_args)
         runner = ForwardRunner(self.forward_func, xs, extra, targets, contrast, plan)
-        settings = dict(
-            n_samples=n_samples, antithetic=antithetic, estimator=est_cls,
-            target_precision=target_precision, perturbations_per_eval=perturbations_per_eval,
-            seed=seed, show_progress=show_progress, solver=solver, solver_options=options,
+        sampling_settings = SamplingSettings(
+            est_cls, n_samples, antithetic, target_precision, perturbations_per_eval, seed, show_progress
         )
-        return _Prepared(is_tuple, xs, plan, runner, settings)
+        return _Prepared(is_tuple, xs, plan, runner, sampling_settings, solver, options)
 
     def _sample(self, call: _Prepared, track_error: bool) -> List[Estimate]:
-        s = call.settings
         estimates, record = sample_and_estimate(
-            call.runner, call.plan, s["estimator"], n_samples=s["n_samples"],
-            antithetic=s["antithetic"], target_precision=s["target_precision"],
-            track_error=track_error, perturbations_per_eval=s["perturbations_per_eval"],
-            seed=s["seed"], show_progress=s["show_progress"],
+            call.runner, call.plan, call.sampling, track_error=track_error,
             desc=f"{type(self).__name__} attribution",
         )
         self.last_run = record
@@ -413,13 +409,12 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
 
     def _tv(self, call: _Prepared, maps: List[Tensor], lams: Tuple[float, ...]) -> List[Tensor]:
         """LEG-TV per input: ``(len(lams), N, C, *grid)`` each (``lam = 0``: the estimate)."""
-        s = call.settings
         positive = [lam for lam in lams if lam > 0]
         out = []
         for m, lay in zip(maps, call.plan.layouts):
             solved = iter(())
             if positive:
-                solved = iter(leg_tv(m, lay.grid, lay.noise_levels, positive, s["solver"], s["solver_options"]))
+                solved = iter(leg_tv(m, lay.grid, lay.noise_levels, positive, call.solver, call.solver_options))
             out.append(torch.stack([next(solved) if lam > 0 else m for lam in lams]))
         return out
 

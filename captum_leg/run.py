@@ -57,6 +57,19 @@ class RunRecord:
     seconds: float
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The validated settings one sampling run needs."""
+
+    estimator: Type[Estimator]
+    n_samples: int
+    antithetic: bool
+    target_precision: Optional[float]
+    perturbations_per_eval: int
+    seed: Optional[int]
+    show_progress: bool
+
+
 def relative_standard_error(estimates: List[Estimate]) -> Tensor:
     """``||SE|| / ||estimate||`` per example over every group's cells."""
     se2 = sum(e.standard_error.pow(2).sum(-1) for e in estimates)  # type: ignore[union-attr]
@@ -67,27 +80,23 @@ def relative_standard_error(estimates: List[Estimate]) -> Tensor:
 def sample_and_estimate(
     runner: ForwardRunner,
     plan: Plan,
-    estimator: Type[Estimator],
+    settings: SamplingSettings,
     *,
-    n_samples: int,
-    antithetic: bool,
-    target_precision: Optional[float],
     track_error: bool,
-    perturbations_per_eval: int,
-    seed: Optional[int],
-    show_progress: bool,
     desc: str,
 ) -> "tuple[List[Estimate], RunRecord]":
     """Run the sampling rounds and return one estimate per design group."""
     start_time = time.perf_counter()
+    estimator, n_samples, antithetic = settings.estimator, settings.n_samples, settings.antithetic
+    target_precision = settings.target_precision
     per_unit = 2 if antithetic else 1
     cap = n_samples // per_unit
     n_groups = len(plan.groups)
-    seeds = spawn_seeds(seed, n_groups)
+    seeds = spawn_seeds(settings.seed, n_groups)
     streams = [NoiseStream([b.grid for b in g.blocks], s) for g, s in zip(plan.groups, seeds)]
     need_error = track_error or target_precision is not None
     accs = [estimator.for_group(g)(g, plan.n_examples, not antithetic, need_error) for g in plan.groups]
-    units_per_eval = max(1, perturbations_per_eval // per_unit)
+    units_per_eval = max(1, settings.perturbations_per_eval // per_unit)
 
     if target_precision is None:
         goal = cap
@@ -95,7 +104,7 @@ def sample_and_estimate(
         first = max(cap // _FIRST_ROUND_SHARE, estimator.min_units(plan.groups[0], not antithetic))
         goal = min(cap, first)
     max_batches = math.ceil(n_groups * cap / units_per_eval) + (0 if antithetic else 1)
-    bar = progress(desc=desc, total=max_batches) if show_progress else NullProgress()
+    bar = progress(desc=desc, total=max_batches) if settings.show_progress else NullProgress()
     done = 0
     rounds = 0
     rse: Optional[Tensor] = None

@@ -73,7 +73,8 @@ def test_quadratic_model_is_estimated_consistently(estimator: str) -> None:
             [
                 rel_err(
                     LEG(model).attribute(
-                        x, n_samples=n, grid_size=6, noise_level=0.5, estimator=estimator, seed=s
+                        x, n_samples=n, grid_size=6, noise_level=0.5, estimator=estimator,
+                        sampling="gaussian", seed=s,
                     ),
                     expected,
                 )
@@ -89,11 +90,12 @@ def test_quadratic_model_is_estimated_consistently(estimator: str) -> None:
 def test_ridge_beats_the_moment_estimator_and_degrades_gracefully_below_p() -> None:
     model, x = quadratic(4, h=8)  # p = 64 cells
     expected = model.gradient(x)
+    kw = dict(grid_size=8, noise_level=0.5, sampling="gaussian")
     for n in (16, 48, 200):
         err = {
             est: np.mean(
                 [
-                    rel_err(LEG(model).attribute(x, n_samples=n, grid_size=8, noise_level=0.5, estimator=est, seed=s), expected)
+                    rel_err(LEG(model).attribute(x, n_samples=n, estimator=est, seed=s, **kw), expected)
                     for s in range(4)
                 ]
             )
@@ -130,7 +132,8 @@ def test_two_standard_errors_cover_95_percent(estimator: str, sampling: str) -> 
     assert 0.85 < z_rms < 1.15, (coverage, z_rms)
 
 
-def test_structured_ridge_on_a_full_resolution_grid() -> None:
+@pytest.mark.parametrize("sampling, z_max", [("gaussian", 1.4), ("antithetic", 1.7)])
+def test_structured_ridge_on_a_full_resolution_grid(sampling: str, z_max: float) -> None:
     # 64 x 64 = 4096 cells > MAX_DENSE_FEATURES: ridge runs in its structured form.
     assert 64 * 64 > MAX_DENSE_FEATURES
     g = torch.Generator().manual_seed(1)
@@ -138,13 +141,15 @@ def test_structured_ridge_on_a_full_resolution_grid() -> None:
     weight[..., 16:40, 20:44] = torch.randn(24, 24, generator=g, dtype=F64)
     x = torch.randn(1, 1, 64, 64, generator=g, dtype=F64)
     model = LinearModel(weight)
-    kw = dict(target=0, n_samples=300, grid_size=64, noise_level=0.3)
+    kw = dict(target=0, n_samples=300, grid_size=64, noise_level=0.3, sampling=sampling)
     ridge, se = LEG(model).attribute(x, seed=0, return_standard_error=True, **kw)
     moment = LEG(model).attribute(x, seed=0, estimator="moment", **kw)
     truth = weight[0]
     assert rel_err(ridge, truth) < 0.6 * rel_err(moment, truth)
+    # Its standard errors are approximate (X^T X replaced by n Sigma, n << p here, and a
+    # white prior on a sparse truth): measured 1.0-1.2 (Gaussian), 1.55 (antithetic).
     z_rms = float(((ridge - truth) / se).pow(2).mean().sqrt())
-    assert 0.7 < z_rms < 1.4, z_rms
+    assert 0.7 < z_rms < z_max, z_rms
 
 
 # -- automatic sample size and the run record ---------------------------------------------------
@@ -157,7 +162,7 @@ def test_target_precision_samples_in_rounds_until_reached() -> None:
         return model(t)
 
     leg = LEG(counting)
-    kw = dict(grid_size=8, noise_level=0.5, seed=0)
+    kw = dict(grid_size=8, noise_level=0.5, seed=0, sampling="gaussian")
     leg.attribute(x, n_samples=20000, target_precision=0.1, **kw)
     run = leg.last_run
     assert run is not None and run.rounds >= 2 and bool(run.converged.all())
@@ -181,7 +186,7 @@ def test_a_run_is_a_prefix_of_a_longer_run_with_the_same_seed() -> None:
     for n in (40, 100):
         batches = []
         LEG(lambda t: (batches.append(t.clone()), model(t))[1]).attribute(
-            x, n_samples=n, grid_size=4, seed=9, perturbations_per_eval=16
+            x, n_samples=n, grid_size=4, seed=9, perturbations_per_eval=16, sampling="gaussian"
         )
         seen[n] = torch.cat(batches[1:])  # perturbed inputs, after f(x0)
     torch.testing.assert_close(seen[100][:40], seen[40])
