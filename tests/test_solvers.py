@@ -372,6 +372,16 @@ def test_auto_is_a_chooser():
     assert choose_backend(on_meta) == "torch"
 
 
+def test_auto_cpu_rule_reads_the_thread_count(monkeypatch):
+    small = make_problem(torch.ones(1, 100), (10, 10), S, 0.1)
+    large = make_problem(torch.ones(1, 2500), (50, 50), S, 0.1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert choose_backend(small) == choose_backend(large) == "torch"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert choose_backend(small) == "highs"
+    assert choose_backend(large) == "clarabel"
+
+
 def test_admm_is_an_alias_of_torch():
     assert type(get_solver("admm")) is type(get_solver("torch"))
     m = make_moments((6, 6), 1, 2)
@@ -525,3 +535,59 @@ def test_verbose_goes_to_stdout(capfd):
     solve_tv_batch(m, (6, 6), S, 0.2, solver="torch", verbose=True)
     out, _ = capfd.readouterr()
     assert "[torch] it" in out
+
+
+# ---------------------------------------------------------------------------------------
+# CUDA (run by benchmarks/gpu_check.py on a GPU machine; skipped elsewhere)
+# ---------------------------------------------------------------------------------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-6), (torch.float32, 1e-3)])
+def test_torch_on_cuda_matches_cpu_reference(dtype, tol):
+    shape = (16, 12)
+    m = make_moments(shape, 6, 21)
+    lams = torch.tensor([0.1, 0.3] * 3)
+    ref = solve_tv_batch(m, shape, S, lams, solver="highs")
+    sol = solve_tv_batch(m.to("cuda", dtype), shape, S, lams, solver="torch", tol=tol, dtype=dtype)
+    assert sol.maps.device.type == "cuda" and sol.maps.dtype == dtype
+    assert torch.all(sol.rel_gap <= tol)
+    assert torch.all(sol.max_violation <= (1e-12 if dtype == torch.float64 else 1e-5))
+    for i in range(6):
+        assert suboptimality(sol.objective[i], ref.objective[i]) <= tol + 1e-6
+
+
+@cuda
+def test_auto_on_cuda_runs_torch_on_the_device():
+    m = make_moments((10, 10), 2, 22).cuda()
+    sol = solve_tv_batch(m, (10, 10), S, [0.1, 0.3], solver="auto")
+    assert sol.backend == "torch" and sol.maps.device.type == "cuda"
+    assert sol.status == ["optimal", "optimal"]
+
+
+@cuda
+def test_cuda_3d_grid():
+    shape = (4, 5, 6)
+    m = make_moments(shape, 2, 23)
+    ref = solve_tv_batch(m, shape, S, 0.2, solver="highs")
+    sol = solve_tv_batch(m.cuda(), shape, S, 0.2, solver="torch")
+    for i in range(2):
+        assert suboptimality(sol.objective[i], ref.objective[i]) <= float(sol.rel_gap[i]) + 1e-9
+
+
+# ---------------------------------------------------------------------------------------
+# the benchmark scripts run (CPU-safe parts)
+# ---------------------------------------------------------------------------------------
+def test_benchmark_scripts_run_on_cpu(capsys):
+    bench = _benchmark("solvers")
+    bench.main(["--grids", "8", "--backends", "torch", "highs", "--batch", "2"])
+    out = capsys.readouterr().out
+    assert "torch" in out and "highs" in out and "FAILED" not in out
+    m = bench.make_instances((3, 4, 5), 2)
+    assert m.shape == (2, 60) and torch.isfinite(m).all()
+    gpu = _benchmark("gpu_check")
+    assert gpu.main(["--self-check"]) == 0
+    if not torch.cuda.is_available():
+        assert gpu.main([]) == 0
+        assert "no CUDA device" in capsys.readouterr().out
