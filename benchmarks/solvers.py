@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--backends", nargs="+", default=None,
                     help="default: every available backend (not the 'admm' alias), plus auto")
     ap.add_argument("--batch", type=int, default=None,
-                    help="maps per call (lam alternates 0.1/0.3); default 16 at grid 28, else 2")
+                    help="maps per call (lam alternates 0.1/0.3); default 16 at grid 28, 1 at 224, else 2")
     ap.add_argument("--reference", default="highs",
                     help="backend the objective gap is measured to ('none' to skip)")
     ap.add_argument("--device", default="cpu", help="device of the moments (cpu, cuda, ...)")
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     grids = list(args.grids) + ([224] if args.with_224 and 224 not in args.grids else [])
     backends = args.backends or [b for b in available_solvers() if b != "admm"]
-    batch = {k: args.batch or (16 if k <= 28 else 2) for k in grids}
+    batch = {k: args.batch or (16 if k <= 28 else 1 if k >= 224 else 2) for k in grids}
     reference = None if args.reference == "none" else args.reference
     print(HEADER)
     run(grids, backends, batch, reference, args.device, args.time_limit)

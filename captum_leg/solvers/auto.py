@@ -1,19 +1,19 @@
 """``auto``: the chooser that picks a LEG-TV backend for a problem (not a backend).
 
-Rule (measured with ``benchmarks/solvers.py``; tables in ``docs/method.md``, "Solvers"):
+Rule (measured with ``benchmarks/solvers.py``; tables in ``docs/method.md``, "Solving the
+LP"). It depends on the problem only (device, size), so the same call gives the same
+maps whatever the thread settings:
 
 * moments on another device than the CPU (CUDA) -> ``torch`` on that device: all maps
-  of the batch at once, no host round trip.
-* CPU with one torch thread (``torch.get_num_threads() == 1``) -> ``torch``: fastest at
-  every grid measured, single-threaded (grid 28: ~0.06 s per map in batches of 16 vs
-  HiGHS ~0.27 s; grid 112: ~1.6 s vs Clarabel ~4 s; grid 224: ~9 s vs Clarabel ~45 s).
-* CPU with several torch threads -> ``highs`` below 2000 cells, ``clarabel`` above (when
-  cvxpy is installed; else ``highs``). The torch backend's kernels are small, and each
-  multi-threaded one (BLAS, large elementwise) waits for all its threads: on the shared
-  2-core machine, under load, it ran 10-70x slower with 2 threads than with 1, while the
-  serial HiGHS/Clarabel are unaffected. ``auto`` reads the thread count, never sets it:
-  a program that wants the fast CPU path calls ``torch.set_num_threads(1)`` itself (or
-  passes ``solver="torch"``).
+  of the batch at once, no host round trip;
+* CPU -> ``highs`` below 2000 cells, ``clarabel`` above (when cvxpy is installed; else
+  ``highs``): exact (vertex or interior-point) optima, serial C++/Rust code that is not
+  slowed down by other processes. The ``torch`` backend is faster on CPU only when torch
+  runs single-threaded (grid 112: 1.8 s vs Clarabel's 4.1 s of CPU per map); with two
+  threads on a loaded 2-core machine it ran 10-40x slower. Picking it by the thread count
+  was tried and dropped: the maps then depended on ``OMP_NUM_THREADS`` (two optimal maps
+  of a non-unique LP optimum, both within the tolerance, differ). Programs that run
+  torch single-threaded can pass ``solver="torch"``.
 
 Options are passed unchanged to the chosen backend, so backend-specific options belong
 with an explicit ``solver=``; the common ones (``tol``, ``time_limit``,
@@ -21,8 +21,6 @@ with an explicit ``solver=``; the common ones (``tol``, ``time_limit``,
 """
 
 from __future__ import annotations
-
-import torch
 
 from captum_leg.solvers.base import SolverChoice, TVProblem, available_solvers, register_solver
 
@@ -33,7 +31,7 @@ SMALL_P = 2000
 def choose_backend(problem: TVProblem) -> str:
     """The backend name ``auto`` uses for ``problem`` (see the module docstring)."""
     avail = available_solvers()
-    if problem.moments.device.type != "cpu" or torch.get_num_threads() == 1:
+    if problem.moments.device.type != "cpu":
         return "torch"
     if problem.p >= SMALL_P and "clarabel" in avail:
         return "clarabel"

@@ -284,10 +284,6 @@ class _Run:
     lb: Tensor
     iterations: Tensor
     restarts: Tensor
-    e: Tensor  # last PDHG primal iterate, D h  (B, M)
-    z: Tensor
-    w: Tensor
-    omega: Tensor
     why: str = ""
 
 
@@ -379,8 +375,6 @@ def _solve(
     e = ops.diff(h_leg_all)
     z, w = torch.zeros_like(e), torch.zeros_like(e)
     omega = torch.ones(B, dtype=dt, device=dev)
-    final_e, final_z, final_w = e.clone(), z.clone(), w.clone()
-    final_omega = omega.clone()
 
     idx = torch.arange(B, device=dev)  # active maps
     b, t, h_leg = b_all, t_all, h_leg_all
@@ -410,8 +404,6 @@ def _solve(
                 f"omega in [{float(bt.omega.min()):.3g}, {float(bt.omega.max()):.3g}]",
                 flush=True,
             )
-        final_e[idx], final_z[idx], final_w[idx] = e_hat, bt.z_hat, bt.w_hat
-        final_omega[idx] = bt.omega
         restarts[idx[bt.restart_or_continue(r, total)]] += 1
 
         # converged maps leave the batch --------------------------------------------
@@ -432,8 +424,7 @@ def _solve(
             _improve_upper(ops, every, idx, e_hat, b, t, h_leg, tol, best_h, best_ub)
             break
 
-    return _Run(best_h, best_ub, best_lb, iters, restarts, final_e, final_z, final_w,
-                final_omega, why)
+    return _Run(best_h, best_ub, best_lb, iters, restarts, why)
 
 
 register_solver("torch", TorchPdhgSolver)
