@@ -9,7 +9,7 @@ maps whatever the thread settings:
 * CPU -> ``highs`` below 2000 cells, ``clarabel`` above (when cvxpy is installed; else
   ``highs``): exact (vertex or interior-point) optima, serial C++/Rust code that is not
   slowed down by other processes. The ``torch`` backend is faster on CPU only when torch
-  runs single-threaded (grid 112: 1.8 s vs Clarabel's 4.1 s of CPU per map); with two
+  runs single-threaded (grid 112: 1.6 s vs Clarabel's 3.4 s of CPU per map); with two
   threads on a loaded 2-core machine it ran 10-40x slower. Picking it by the thread count
   was tried and dropped: the maps then depended on ``OMP_NUM_THREADS`` (two optimal maps
   of a non-unique LP optimum, both within the tolerance, differ). Programs that run
