@@ -1,10 +1,15 @@
-"""LEG-TV linear-program solvers: problem types, registry and backends.
+"""LEG-TV linear-program solvers: problem types, the solver contract, registry, backends.
 
-Importing this package registers the backends ``highs``, ``clarabel``, ``mosek``,
-``admm`` (batched torch, alias ``torch``) and ``auto``.
+Importing this package registers the backends ``torch`` (batched restarted PDHG on the
+moments' device; ``admm`` is an alias), ``highs``, ``clarabel``, ``mosek``, and the
+chooser ``auto``.
 """
 
 from captum_leg.solvers.base import (
+    ScaledProblem,
+    ScaledResult,
+    SolveOptions,
+    SolverChoice,
     SolverError,
     TVProblem,
     TVSolution,
@@ -15,26 +20,34 @@ from captum_leg.solvers.base import (
     make_problem,
     register_solver,
     registered_solvers,
+    resolve_backend,
     solve_tv,
     solve_tv_batch,
 )
-from captum_leg.solvers import highs as _highs  # noqa: F401  (registers "highs")
+from captum_leg.solvers import pdhg as _pdhg  # noqa: F401  (registers "torch", "admm")
+from captum_leg.solvers import highs as _highs  # noqa: F401
 from captum_leg.solvers import clarabel as _clarabel  # noqa: F401
 from captum_leg.solvers import mosek as _mosek  # noqa: F401
-from captum_leg.solvers import admm as _admm  # noqa: F401
 from captum_leg.solvers import auto as _auto  # noqa: F401
+from captum_leg.solvers.auto import choose_backend
 
 __all__ = [
+    "ScaledProblem",
+    "ScaledResult",
+    "SolveOptions",
+    "SolverChoice",
     "SolverError",
     "TVProblem",
     "TVSolution",
     "TVSolver",
     "available_solvers",
+    "choose_backend",
     "evaluate_maps",
     "get_solver",
     "make_problem",
     "register_solver",
     "registered_solvers",
+    "resolve_backend",
     "solve_tv",
     "solve_tv_batch",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from captum_leg.solvers._cvxpy import CvxpySolver
 from captum_leg.solvers.base import register_solver
@@ -11,15 +11,15 @@ from captum_leg.solvers.base import register_solver
 class ClarabelSolver(CvxpySolver):
     """Clarabel via cvxpy.
 
-    Options:
-        time_limit: seconds per map. verbose: solver log. Other keywords go to Clarabel.
+    Options: the common ones (``time_limit`` is passed to Clarabel as the time left of
+    the call); any other keyword goes to Clarabel (e.g. ``tol_gap_rel``).
     """
 
     name = "clarabel"
     cvxpy_solver = "CLARABEL"
 
-    def solver_options(self, time_limit: Optional[float]) -> Dict[str, Any]:
-        return {} if time_limit is None else {"time_limit": float(time_limit)}
+    def time_limit_options(self, seconds: float) -> Dict[str, Any]:
+        return {"time_limit": float(seconds)}
 
 
 register_solver("clarabel", ClarabelSolver)

@@ -28,19 +28,17 @@ def mosek_licence_problem() -> Optional[str]:
 
 
 class MosekSolver(CvxpySolver):
-    """MOSEK via cvxpy. Options: ``time_limit`` (seconds per map), ``verbose``."""
+    """MOSEK via cvxpy. Options: the common ones; others go to MOSEK through cvxpy."""
 
     name = "mosek"
     cvxpy_solver = "MOSEK"
 
-    def unavailable_reason(self) -> Optional[str]:
+    def probe(self) -> Optional[str]:
         reason = mosek_licence_problem()
         return reason if reason is not None else self._cvxpy_reason()
 
-    def solver_options(self, time_limit: Optional[float]) -> Dict[str, Any]:
-        if time_limit is None:
-            return {}
-        return {"mosek_params": {"MSK_DPAR_OPTIMIZER_MAX_TIME": float(time_limit)}}
+    def time_limit_options(self, seconds: float) -> Dict[str, Any]:
+        return {"mosek_params": {"MSK_DPAR_OPTIMIZER_MAX_TIME": float(seconds)}}
 
 
 register_solver("mosek", MosekSolver)
