@@ -124,7 +124,11 @@ def main() -> None:
     ap.add_argument("--perturb", default="channel", choices=["channel", "joint"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for results.csv and results.md")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for this run (e.g. 1 per process when several share the CPU)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # a script's own choice, not the library's
 
     refs = np.load(args.references)
     names = sorted({k.split("__")[0] for k in refs.files if "__input" in k})
