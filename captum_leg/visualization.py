@@ -650,6 +650,7 @@ def visualize_signal_saliency(
     *,
     x_values: Optional[ArrayLike] = None,
     channel_labels: Optional[Sequence[str]] = None,
+    plt_fig_axis: Optional[Tuple[Figure, Union[Axes, Sequence[Axes]]]] = None,
     cmap: Optional[Union[str, Colormap]] = None,
     alpha_overlay: float = 0.7,
     outlier_perc: float = 2,
@@ -694,6 +695,10 @@ def visualize_signal_saliency(
                     Default: None
         channel_labels (sequence of str, optional): One label per channel: panel
                     titles with ``channel_reduction="none"``, a legend otherwise.
+                    Default: None
+        plt_fig_axis (tuple, optional): ``(figure, axes)`` to draw on, one ``Axes`` per
+                    panel (e.g. a row of a larger figure comparing methods); a new
+                    figure is created if None.
                     Default: None
         cmap (str or Colormap, optional): Colour map; Captum's per-sign default if None
                     (``"RdYlGn"`` for ``"colored_graph"`` with ``sign="all"``, so that
@@ -757,9 +762,15 @@ def visualize_signal_saliency(
 
     maps = _reduce_channels(a, channel_reduction, channel_axis=0)  # (panels, L)
     n_panels = maps.shape[0]
-    fig = _new_figure(fig_size if fig_size is not None else (8.0, 1.8 * n_panels + 0.4), show)
-    fig.set_layout_engine("constrained")
-    axes = np.asarray(fig.subplots(n_panels, 1, sharex=True, squeeze=False))[:, 0]
+    if plt_fig_axis is None:
+        fig = _new_figure(fig_size if fig_size is not None else (8.0, 1.8 * n_panels + 0.4), show)
+        fig.set_layout_engine("constrained")
+        axes = np.asarray(fig.subplots(n_panels, 1, sharex=True, squeeze=False))[:, 0]
+    else:
+        fig, given = plt_fig_axis
+        axes = np.array([given] if isinstance(given, Axes) else list(given), dtype=object)
+        if axes.size != n_panels:
+            raise ValueError(f"plt_fig_axis: expected {n_panels} axes (one per panel), got {axes.size}")
     vmin = -1.0 if sign == "all" else 0.0
     if cmap is None:
         cmap = _GRAPH_CMAP_ALL if (style == "colored_graph" and sign == "all") else _DEFAULT_CMAPS[sign]

@@ -489,3 +489,15 @@ def test_new_views_never_touch_pyplot(signal_pair, volume_pair):
     visualize_signal_saliency(*signal_pair)
     visualize_volume_saliency(*volume_pair)
     assert plt.get_fignums() == before
+
+
+def test_signal_draws_on_given_axes(signal_pair):
+    attr, sig = signal_pair
+    fig = Figure()
+    grid = fig.subplots(3, 1)
+    out_fig, axes = visualize_signal_saliency(attr, sig, "line", channel_reduction="mean_abs",
+                                              plt_fig_axis=(fig, grid[1]))
+    assert out_fig is fig and list(axes) == [grid[1]]
+    assert len(grid[1].lines) == 2 and not grid[0].lines and not grid[2].lines
+    with pytest.raises(ValueError, match=r"plt_fig_axis: expected 2 axes"):
+        visualize_signal_saliency(attr, sig, plt_fig_axis=(fig, grid[:1]))
