@@ -283,6 +283,37 @@ def test_bad_shapes_raise_errors_that_say_what_to_do() -> None:
         leg.attribute((b, a), grid_size=(5, 8), estimator="least_squares", **kw)
 
 
+def test_tabular_recipes_from_the_error_message() -> None:
+    # (N, F) is refused; the two recipes the message gives recover a linear model.
+    g = torch.Generator().manual_seed(7)
+    weight = torch.randn(2, 7, generator=g, dtype=F64)
+    x = torch.randn(4, 7, generator=g, dtype=F64)
+    seen: List[Tensor] = []
+
+    def tabular(t: Tensor) -> Tensor:  # the model only ever sees (batch, F)
+        flat = t.flatten(1)
+        seen.append(flat - x.repeat(flat.shape[0] // x.shape[0], 1))
+        return flat @ weight.T
+
+    with pytest.raises(ValueError, match=r"unsqueeze\(1\).*unsqueeze\(-1\).*perturb='joint'"):
+        LEG(tabular).attribute(x, target=1, n_samples=8)
+    kw = dict(target=1, estimator="least_squares", noise_level=0.1, seed=0)
+    # Unordered features: F channels of one cell each, all perturbed at once.
+    leg = LEG(tabular)
+    unordered = leg.attribute(x.unsqueeze(-1), n_samples=400, perturb="joint", **kw)
+    torch.testing.assert_close(unordered[..., 0], weight[1].expand_as(x), rtol=0, atol=1e-10)
+    assert leg.last_run.forward_passes == 401  # n + 1 for any number of features
+    # ... with independent noise of variance 3 s^2 on every feature (a one-cell grid's
+    # Sigma is s^2 (L + 1) = 3 s^2).
+    noise = torch.cat(seen[1:])
+    assert abs(float(noise.var()) / (3 * 0.1**2) - 1) < 0.1
+    off_diagonal = torch.corrcoef(noise.T) - torch.eye(7, dtype=F64)
+    assert float(off_diagonal.abs().sum() / (7 * 6)) < 0.1  # measured 0.05 (400 draws)
+    # Ordered features: a 1-D signal, one cell per feature.
+    ordered = LEG(tabular).attribute(x.unsqueeze(1), n_samples=20, grid_size=7, **kw)
+    torch.testing.assert_close(ordered[:, 0], weight[1].expand_as(x), rtol=0, atol=1e-10)
+
+
 # -- large grids in bounded memory -------------------------------------------------------------
 LARGE_GRID_SCRIPT = textwrap.dedent(
     """
