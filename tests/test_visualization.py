@@ -387,7 +387,8 @@ def test_signal_labels_zero_map_and_saved_file(signal_pair, tmp_path):
     [
         (lambda a, s: visualize_signal_saliency(a, None, "overlay"), ValueError, "signal: style='overlay'"),
         (lambda a, s: visualize_signal_saliency(a.expand(2, 2, L), s), ValueError, r"attr: one example at a time"),
-        (lambda a, s: visualize_signal_saliency(torch.zeros(1, 3, 8, 8), s), ValueError, r"attr: expected a 1-D signal"),
+        (lambda a, s: visualize_signal_saliency(torch.zeros(1, 3, 8, 8), s), ValueError,
+         r"attr: expected a 1-D signal"),
         (lambda a, s: visualize_signal_saliency(a, s[..., :-1]), ValueError, "signal: length"),
         (lambda a, s: visualize_signal_saliency(a, s[:, :1]), ValueError, "signal: 1 channels"),
         (lambda a, s: visualize_signal_saliency(a, s, x_values=np.arange(3)), ValueError, "x_values"),
