@@ -36,7 +36,7 @@ def rel_err(a: Tensor, b: Tensor) -> float:
 def piecewise_weight(shape: Tuple[int, ...], generator: torch.Generator, pieces: int = 3) -> Tensor:
     """Random weights constant on ``pieces`` blocks along every axis (not aligned with
     the LEG grids used below, so cell means mix blocks)."""
-    w = torch.randn(*shape[:-len(shape) + 2], *(pieces,) * (len(shape) - 2), generator=generator, dtype=F64)
+    w = torch.randn(*shape[:2], *(pieces,) * (len(shape) - 2), generator=generator, dtype=F64)
     for axis, n in enumerate(shape[2:]):
         idx = torch.div(torch.arange(n) * pieces, n, rounding_mode="floor")
         w = w.index_select(2 + axis, idx)
