@@ -1,16 +1,25 @@
-"""Cost of LEG beyond the model's own forward passes.
+"""Cost of LEG beyond the model's own forward passes, on images, signals and volumes.
 
-Times ``LEG.attribute`` (224 x 224 RGB, grid 28, n=256 per channel, a small CNN) against
-the same number of bare batched forward passes on a pre-built batch, and prints a table.
-Target: ratio <= 1.10.
+Times ``LEG.attribute`` against the same number of bare batched forward passes on a
+pre-built batch, and prints a table per input kind. Target: ratio <= 1.10.
 
-    python benchmarks/overhead.py [--n-samples 256] [--grid 28] [--repeats 3] [--device cpu]
+* ``image``: 224 x 224 RGB, grid 28 (``--grid``), a small 2-D CNN;
+* ``signal``: ``(1, 2, 4000)``, grid 1000 (``--signal-grid``), a small 1-D CNN;
+* ``volume``: ``(1, 1, 32, 32, 32)``, grid 16^3 (``--volume-grid``), a small 3-D CNN.
+
+Each kind runs every estimator of ``--estimators`` (a grid too fine for the dense
+regression estimators is reported as such, not run).
+
+    python benchmarks/overhead.py [--cases image,signal,volume] [--n-samples 256]
+        [--grid 28] [--signal-grid 1000] [--volume-grid 16] [--estimators ridge,moment]
+        [--repeats 3] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -30,7 +39,33 @@ def small_cnn() -> torch.nn.Module:
     ).eval()
 
 
-def timed(fn, repeats: int, device: torch.device) -> float:
+def small_cnn_1d() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(2, 16, 7, stride=2, padding=3),
+        torch.nn.ReLU(),
+        torch.nn.Conv1d(16, 32, 7, stride=2, padding=3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool1d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 10),
+    ).eval()
+
+
+def small_cnn_3d() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv3d(1, 8, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv3d(8, 16, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool3d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    ).eval()
+
+
+def timed(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
     best = float("inf")
     for _ in range(repeats):
         if device.type == "cuda":
@@ -43,20 +78,23 @@ def timed(fn, repeats: int, device: torch.device) -> float:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-samples", type=int, default=256)
-    ap.add_argument("--grid", type=int, default=28)
-    ap.add_argument("--ppe", type=int, default=64, help="perturbations_per_eval")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    device = torch.device(args.device)
-    model = small_cnn().to(device)
-    x = torch.randn(1, 3, 224, 224, device=device)
+def run_case(
+    name: str,
+    model: torch.nn.Module,
+    shape: Tuple[int, ...],
+    grid: int,
+    estimators: List[str],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> None:
+    model = model.to(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).to(device)
     leg = LEG(model)
-    n_forward = 3 * args.n_samples + 1
-    batch = x.repeat(args.ppe, 1, 1, 1) + 0.1 * torch.randn(args.ppe, 3, 224, 224, device=device)
+    channels = shape[1]
+    n_forward = channels * args.n_samples + 1
+    noise = 0.1 * torch.randn(args.ppe, *shape[1:], generator=gen).to(device)
+    batch = x.repeat(args.ppe, *([1] * (len(shape) - 1))) + noise
 
     def bare() -> None:
         with torch.no_grad():
@@ -67,21 +105,59 @@ def main() -> None:
                 done += k
 
     def attribute(**kw) -> None:
-        leg.attribute(x, target=3, n_samples=args.n_samples, grid_size=args.grid,
+        leg.attribute(x, target=3, n_samples=args.n_samples, grid_size=grid,
                       perturbations_per_eval=args.ppe, seed=0, **kw)
 
     bare()  # warm-up
-    attribute()
     t_bare = timed(bare, args.repeats, device)
-    rows = [("bare forward passes", t_bare)]
-    rows.append(("LEG", timed(attribute, args.repeats, device)))
-    rows.append(("LEG + standard error", timed(lambda: attribute(return_standard_error=True), args.repeats, device)))
-    rows.append(("LEG antithetic", timed(lambda: attribute(sampling="antithetic"), args.repeats, device)))
-    print(f"device={device} threads={torch.get_num_threads()} grid={args.grid} "
-          f"n={args.n_samples}/channel forward passes={n_forward} ppe={args.ppe}")
-    print(f"{'what':<24}{'time [s]':>10}{'ratio':>8}")
-    for name, t in rows:
-        print(f"{name:<24}{t:>10.3f}{t / t_bare:>8.3f}")
+    rows: List[Tuple[str, str]] = [("bare forward passes", f"{t_bare:>10.3f}{1.0:>8.3f}")]
+    for est in estimators:
+        try:
+            attribute(estimator=est)  # warm-up (and the grid-size check)
+        except ValueError as err:
+            rows.append((f"LEG {est}", f"  n/a: {str(err).split(';')[0]}"))
+            continue
+        variants: Dict[str, Dict[str, object]] = {
+            f"LEG {est}": {},
+            f"LEG {est} + SE": {"return_standard_error": True},
+            f"LEG {est} antithetic": {"sampling": "antithetic"},
+        }
+        for label, kw in variants.items():
+            t = timed(lambda kw=kw: attribute(estimator=est, **kw), args.repeats, device)
+            rows.append((label, f"{t:>10.3f}{t / t_bare:>8.3f}"))
+    cells = "x".join([str(grid)] * (len(shape) - 2))
+    print(f"\n{name}: input {tuple(shape)} grid {cells} n={args.n_samples}/channel "
+          f"forward passes={n_forward} ppe={args.ppe}")
+    print(f"{'what':<28}{'time [s]':>10}{'ratio':>8}")
+    for label, text in rows:
+        print(f"{label:<28}{text}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default="image,signal,volume")
+    ap.add_argument("--n-samples", type=int, default=256)
+    ap.add_argument("--grid", type=int, default=28, help="image grid (cells per axis)")
+    ap.add_argument("--signal-grid", type=int, default=1000)
+    ap.add_argument("--volume-grid", type=int, default=16)
+    ap.add_argument("--estimators", default="ridge,moment")
+    ap.add_argument("--ppe", type=int, default=64, help="perturbations_per_eval")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    estimators = [e for e in args.estimators.split(",") if e]
+    cases = {
+        "image": (small_cnn, (1, 3, 224, 224), args.grid),
+        "signal": (small_cnn_1d, (1, 2, 4000), args.signal_grid),
+        "volume": (small_cnn_3d, (1, 1, 32, 32, 32), args.volume_grid),
+    }
+    print(f"device={device} threads={torch.get_num_threads()}")
+    for name in args.cases.split(","):
+        if name not in cases:
+            raise SystemExit(f"--cases: unknown case {name!r}; choose from {sorted(cases)}")
+        make, shape, grid = cases[name]
+        run_case(name, make(), shape, grid, estimators, args, device)
 
 
 if __name__ == "__main__":

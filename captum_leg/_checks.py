@@ -28,7 +28,9 @@ def check_inputs(inputs: object) -> Tuple[bool, Tuple[Tensor, ...]]:
                 "cells along spatial axes: pass (N, C, L) signals, (N, C, H, W) images or "
                 "(N, C, D, H, W) volumes; for tabular features add an axis, e.g. "
                 "x.unsqueeze(1) for (N, 1, F), which treats the features as a 1-D signal "
-                "with neighbouring features on neighbouring cells"
+                "with neighbouring features on neighbouring cells, or, for unordered "
+                "features, x.unsqueeze(-1) for (N, F, 1) with perturb='joint', which "
+                "perturbs every feature at once with independent noise"
             )
         if x.dim() < 2:
             raise ValueError(f"{name}: expected shape (N, C, *spatial), got {tuple(x.shape)}")

@@ -381,7 +381,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         if n_samples < need:
             raise ValueError(
                 f"n_samples: estimator={estimator!r} needs at least {need} samples per "
-                f"perturbed channel here ({plan.groups[0].p} cells), got {n_samples}; use "
+                f"perturbed channel here (up to {max(g.p for g in plan.groups)} cells), got {n_samples}; use "
                 "more samples, a coarser grid_size or estimator='ridge'"
             )
         for g in plan.groups:

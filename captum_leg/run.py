@@ -101,7 +101,9 @@ def sample_and_estimate(
     if target_precision is None:
         goal = cap
     else:
-        first = max(cap // _FIRST_ROUND_SHARE, estimator.min_units(plan.groups[0], not antithetic))
+        # Every group needs its own minimum (tuple inputs have grids of different sizes).
+        least = max(estimator.min_units(g, not antithetic) for g in plan.groups)
+        first = max(cap // _FIRST_ROUND_SHARE, least)
         goal = min(cap, first)
     max_batches = math.ceil(n_groups * cap / units_per_eval) + (0 if antithetic else 1)
     bar = progress(desc=desc, total=max_batches) if settings.show_progress else NullProgress()

@@ -23,6 +23,11 @@ SAMPLING_SCHEMES = ("gaussian", "antithetic")
 
 # Fixed so that the draws are independent of the forward batch size.
 _BLOCK_UNITS = 128
+# Normal draws per block at most (64 MB in float32): on very fine grids (a 64^3 volume
+# has 0.8 M edges) a block of 128 units would need gigabytes, so fewer units per block.
+# Grids up to 255 x 255 (full resolution at 224 x 224 included) or 131 070 cells in
+# 1-D keep 128 units, and so their streams.
+_BLOCK_NORMALS = 1 << 24
 
 
 def spawn_seeds(seed: Optional[int], count: int) -> List[int]:
@@ -44,13 +49,16 @@ class NoiseStream:
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
         self.sizes = [g.p for g in self.grids]
+        # A function of the grids only, so the stream still ignores the batching.
+        normals = sum(g.n_edges + 1 for g in self.grids)
+        self.block_units = max(1, min(_BLOCK_UNITS, _BLOCK_NORMALS // normals))
         self._buffer: Optional[Tensor] = None
 
     def _draw_block(self) -> Tensor:
         parts = []
         for g in self.grids:
             # float32 normals: several times faster to draw, plenty for Monte-Carlo noise.
-            z = torch.randn(_BLOCK_UNITS, g.n_edges + 1, generator=self.generator, dtype=torch.float32)
+            z = torch.randn(self.block_units, g.n_edges + 1, generator=self.generator, dtype=torch.float32)
             parts.append(g.flat(g.standard_from_normal(z)))
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 

@@ -36,11 +36,15 @@ class LinearModel(torch.nn.Module):
 
 
 class QuadraticModel(torch.nn.Module):
-    """``f(x) = <b, x> + 0.5 * sum_c <x_c, A x_c>`` acting on each channel's pixel vector."""
+    """``f(x) = <b, x> + 0.5 * sum_c <x_c, A x_c>`` acting on each channel's pixel vector.
+
+    Works for any spatial shape: ``b`` is ``(C, *spatial)`` and ``A`` is ``P x P`` with
+    ``P`` the number of elements per channel.
+    """
 
     def __init__(self, b: Tensor, a: Tensor):
         super().__init__()
-        self.b, self.a = b, a  # (C, H, W), (HW, HW) symmetric
+        self.b, self.a = b, a  # (C, *spatial), (P, P) symmetric
 
     def forward(self, x: Tensor) -> Tensor:
         v = x.flatten(2)  # (N, C, HW)
@@ -54,3 +58,36 @@ class QuadraticModel(torch.nn.Module):
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+# -- any number of spatial axes ---------------------------------------------------------------
+def cell_mean_nd(values: Tensor, grid_shape: tuple) -> Tensor:
+    """Per-element map holding the mean of ``values`` over each cell of a grid on its
+    trailing ``len(grid_shape)`` axes (cells as :func:`captum_leg.grid.cell_index`).
+
+    Cells are boxes, so the box mean is the 1-D cell mean applied along one axis after
+    another; each step is a small averaging matrix, independent of the library's code.
+    """
+    d = len(grid_shape)
+    out = values
+    for axis, k in enumerate(grid_shape):
+        dim = out.dim() - d + axis
+        n = out.shape[dim]
+        onehot = torch.nn.functional.one_hot(cell_index(n, k), k).to(values.dtype)  # (n, k)
+        average = onehot @ (onehot / onehot.sum(0)).T  # (n, n): element -> its cell's mean
+        out = torch.movedim(torch.movedim(out, dim, -1) @ average.T, -1, dim)
+    return out
+
+
+class MultiLinearModel(torch.nn.Module):
+    """``f(x_1, ..., x_m) = sum_i <W_i[k], x_i>`` for K outputs, any input shapes.
+
+    The gradient of output ``k`` with respect to input ``i`` is ``W_i[k]`` everywhere.
+    """
+
+    def __init__(self, *weights: Tensor):
+        super().__init__()
+        self.weights = weights  # each (K, C_i, *spatial_i)
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return sum(x.flatten(1) @ w.flatten(1).T for x, w in zip(xs, self.weights))

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from captum_leg.visualization import (
     CHANNEL_REDUCTIONS,
+    SIGNAL_STYLES,
     SIGNS,
     STYLES,
     attr_to_hwc,
@@ -23,6 +24,8 @@ from captum_leg.visualization import (
     normalize_attr,
     visualize_saliency,
     visualize_saliency_multiple,
+    visualize_signal_saliency,
+    visualize_volume_saliency,
 )
 
 H, W = 20, 24
@@ -304,3 +307,198 @@ def test_visualize_saliency_multiple_errors(rgb_attr, rgb_image, call, exc, matc
 def test_reduction_constants_are_exposed():
     assert "mean_abs" in CHANNEL_REDUCTIONS and "none" in CHANNEL_REDUCTIONS
     assert set(SIGNS) == {"all", "positive", "negative", "absolute_value"}
+
+
+# ------------------------------------------------------------------- 1-D signals, 3-D volumes
+
+L = 60
+
+
+@pytest.fixture
+def signal_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2-channel signal and a map whose channel 1 is half of channel 0's peak."""
+    g = torch.Generator().manual_seed(3)
+    sig = torch.randn(1, 2, L, generator=g)
+    attr = torch.zeros(1, 2, L)
+    attr[0, 0, 10:20] = 2.0
+    attr[0, 1, 30:40] = -1.0
+    return attr, sig
+
+
+@pytest.mark.parametrize("style", SIGNAL_STYLES)
+@pytest.mark.parametrize("reduction, panels", [("none", 2), ("sum", 1)])
+def test_signal_styles_build_one_panel_per_map(signal_pair, style, reduction, panels):
+    attr, sig = signal_pair
+    fig, axes = visualize_signal_saliency(attr, sig, style, channel_reduction=reduction)
+    assert isinstance(fig, Figure) and isinstance(axes, np.ndarray) and axes.shape == (panels,)
+    signal_lines = 2 if reduction == "sum" else 1  # every signal channel on a combined map
+    for ax in axes:
+        if style == "overlay":
+            assert len(ax.collections) == 1 and len(ax.lines) == signal_lines
+        elif style == "colored_graph":
+            assert len(ax.collections) == signal_lines
+        else:  # the map's step curve (and the zero line); the signal sits on a twin axis
+            assert len(ax.lines) == 2
+    if style == "line":
+        assert len(fig.axes) == 2 * panels
+
+
+def test_signal_overlay_normalises_channels_together(signal_pair):
+    attr, sig = signal_pair
+    _, axes = visualize_signal_saliency(attr, sig, "overlay", "all", outlier_perc=0)
+    band0 = np.asarray(axes[0].collections[0].get_array()).ravel()
+    band1 = np.asarray(axes[1].collections[0].get_array()).ravel()
+    # One scale for both channels: channel 1's peak (half of channel 0's) reads -0.5.
+    assert band0.max() == pytest.approx(1.0) and band1.min() == pytest.approx(-0.5)
+    np.testing.assert_allclose(axes[0].lines[0].get_ydata(), sig[0, 0].numpy())
+
+
+def test_signal_line_style_plots_unscaled_values_at_x_values(signal_pair):
+    attr, sig = signal_pair
+    x = np.linspace(0.0, 3.0, L)
+    _, axes = visualize_signal_saliency(attr, sig, "line", "all", x_values=x)
+    curve = axes[1].lines[1]
+    np.testing.assert_allclose(curve.get_ydata(), attr[0, 1].numpy())
+    np.testing.assert_allclose(curve.get_xdata(), x)
+    lo, hi = axes[0].get_xlim()
+    assert lo < 0.0 and hi > 3.0  # half a sample beyond each end
+    _, axes = visualize_signal_saliency(attr, None, "line", "negative")
+    np.testing.assert_allclose(axes[1].lines[1].get_ydata(), np.clip(-attr[0, 1].numpy(), 0, None))
+
+
+def test_signal_labels_zero_map_and_saved_file(signal_pair, tmp_path):
+    attr, sig = signal_pair
+    path = tmp_path / "signal.png"
+    fig, axes = visualize_signal_saliency(
+        torch.zeros(2, L), sig[0], "overlay", channel_labels=["ecg", "resp"], title="t",
+        show_colorbar=True, fig_size=(6, 3), dpi=50, save_path=path,
+    )
+    assert [ax.get_title() for ax in axes] == ["ecg", "resp"]
+    assert all(any("all zero" in t.get_text() for t in ax.texts) for ax in axes)
+    assert fig._suptitle.get_text() == "t"
+    w, h = _png_size(path)
+    assert 150 <= w <= 320 and 60 <= h <= 160  # 6 x 3 in at 50 dpi, give or take the tight box
+    _, axes = visualize_signal_saliency(attr[0, 0], sig[0, 0], "colored_graph", channel_labels=["one"])
+    assert axes.shape == (1,) and axes[0].get_title() == "one"
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda a, s: visualize_signal_saliency(a, None, "overlay"), ValueError, "signal: style='overlay'"),
+        (lambda a, s: visualize_signal_saliency(a.expand(2, 2, L), s), ValueError, r"attr: one example at a time"),
+        (lambda a, s: visualize_signal_saliency(torch.zeros(1, 3, 8, 8), s), ValueError,
+         r"attr: expected a 1-D signal"),
+        (lambda a, s: visualize_signal_saliency(a, s[..., :-1]), ValueError, "signal: length"),
+        (lambda a, s: visualize_signal_saliency(a, s[:, :1]), ValueError, "signal: 1 channels"),
+        (lambda a, s: visualize_signal_saliency(a, s, x_values=np.arange(3)), ValueError, "x_values"),
+        (lambda a, s: visualize_signal_saliency(a, s, channel_labels=["x"]), ValueError, "channel_labels"),
+        (lambda a, s: visualize_signal_saliency(a, s, "heatmap_only"), ValueError, "style"),
+        (lambda a, s: visualize_signal_saliency(a, s, sign="pos"), ValueError, "sign"),
+        (lambda a, s: visualize_signal_saliency(a, s, alpha_overlay=2), ValueError, "alpha_overlay"),
+        (lambda a, s: visualize_signal_saliency([1.0, 2.0], s), TypeError, "attr"),
+    ],
+)
+def test_signal_errors(signal_pair, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(*signal_pair)
+
+
+@pytest.fixture
+def volume_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, 1, 8, 10, 12) volume and a map with a block in slices 2-3, twice as strong in 2."""
+    vol = torch.rand(1, 1, 8, 10, 12, generator=torch.Generator().manual_seed(4)) * 100 - 20
+    attr = torch.zeros(1, 1, 8, 10, 12)
+    attr[..., 2, 3:6, 4:9] = 2.0
+    attr[..., 3, 3:6, 4:9] = 1.0
+    return attr, vol
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_volume_slices_default_row(volume_pair, style):
+    attr, vol = volume_pair
+    fig, axes = visualize_volume_saliency(attr, vol, style)
+    assert isinstance(fig, Figure) and axes.shape == (1, 6)
+    # Six evenly spaced slices along axis 0 of 8.
+    assert [ax.get_title() for ax in axes[0]] == [f"axis 0 = {i}" for i in (0, 1, 3, 4, 6, 7)]
+    assert all(len(ax.get_images()) == (1 if style == "heatmap_only" else 2) for ax in axes[0])
+    # A blank slice of a map that is non-zero elsewhere is not labelled as blank.
+    assert not axes[0, 0].texts
+
+
+def test_volume_slices_share_one_scale_and_follow_the_axis(volume_pair):
+    attr, vol = volume_pair
+    _, axes = visualize_volume_saliency(attr, None, "heatmap_only", "all", slices=[2, 3, 5], outlier_perc=0)
+    peaks = [float(np.max(ax.get_images()[0].get_array())) for ax in axes[0]]
+    assert peaks == pytest.approx([1.0, 0.5, 0.0])
+    _, axes = visualize_volume_saliency(attr, vol, "gray", axis=-1, slices=2)
+    assert [ax.get_title() for ax in axes[0]] == ["axis 2 = 0", "axis 2 = 11"]
+    assert axes[0, 0].get_images()[0].get_array().shape == (8, 10)  # (D, H) slices across W
+
+
+def test_volume_side_by_side_grid_saved(volume_pair, tmp_path):
+    attr, vol = volume_pair
+    path = tmp_path / "volume.png"
+    fig, axes = visualize_volume_saliency(
+        attr[0], vol[0], "heatmap_only", slices=[1, 2, 3], show_volume=True, ncols=2,
+        show_colorbar=True, title="v", panel_size=1.5, dpi=50, save_path=path,
+    )
+    assert axes.shape == (4, 2)  # (volume row, map row) x 2 rows of slices
+    assert axes[0, 0].get_title() == "axis 0 = 1" and axes[2, 0].get_title() == "axis 0 = 3"
+    volume_image = axes[0, 1].get_images()[0].get_array()
+    assert volume_image.min() >= 0.0 and volume_image.max() <= 1.0  # rescaled for display
+    assert axes[3, 1].axison is False and axes[2, 1].axison is False  # unused cell hidden
+    w, h = _png_size(path)
+    assert 80 <= w <= 200 and 150 <= h <= 350
+
+
+def test_volume_all_zero_map_is_labelled(volume_pair):
+    _, vol = volume_pair
+    _, axes = visualize_volume_saliency(torch.zeros(8, 10, 12), vol, "overlay", slices=2)
+    assert all(ax.texts for ax in axes[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(attr=torch.zeros(10, 12)), ValueError, r"attr: expected a volume"),
+        (dict(attr=torch.zeros(2, 1, 8, 10, 12)), ValueError, "attr: one example at a time"),
+        (dict(attr=torch.zeros(2, 8, 10, 12), channel_reduction="none"), ValueError, "leaves 2 maps"),
+        (dict(volume=None), ValueError, r"volume: style='overlay' needs the volume"),
+        (dict(volume=None, style="heatmap_only", show_volume=True), ValueError, "show_volume"),
+        (dict(volume=torch.zeros(8, 10, 11)), ValueError, "volume: spatial size"),
+        (dict(axis=3), ValueError, "axis"),
+        (dict(slices=0), ValueError, "slices"),
+        (dict(slices=[0, 8]), ValueError, r"slices: indices must lie in \[0, 8\)"),
+        (dict(slices="all"), TypeError, "slices"),
+        (dict(slices=[1.5]), TypeError, "slices"),
+        (dict(ncols=0), ValueError, "ncols"),
+        (dict(style="line"), ValueError, "style"),
+    ],
+)
+def test_volume_errors(volume_pair, kwargs, exc, match):
+    attr, vol = volume_pair
+    args = {"attr": attr, "volume": vol, **kwargs}
+    with pytest.raises(exc, match=match):
+        visualize_volume_saliency(args.pop("attr"), **args)
+
+
+def test_new_views_never_touch_pyplot(signal_pair, volume_pair):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    visualize_signal_saliency(*signal_pair)
+    visualize_volume_saliency(*volume_pair)
+    assert plt.get_fignums() == before
+
+
+def test_signal_draws_on_given_axes(signal_pair):
+    attr, sig = signal_pair
+    fig = Figure()
+    grid = fig.subplots(3, 1)
+    out_fig, axes = visualize_signal_saliency(attr, sig, "line", channel_reduction="mean_abs",
+                                              plt_fig_axis=(fig, grid[1]))
+    assert out_fig is fig and list(axes) == [grid[1]]
+    assert len(grid[1].lines) == 2 and not grid[0].lines and not grid[2].lines
+    with pytest.raises(ValueError, match=r"plt_fig_axis: expected 2 axes"):
+        visualize_signal_saliency(attr, sig, plt_fig_axis=(fig, grid[:1]))
