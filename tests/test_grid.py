@@ -117,17 +117,17 @@ def test_large_grid_is_structured_not_dense() -> None:
 def test_cell_map_writes_and_upsamples_consistently(h: int, w: int, k1: int, k2: int) -> None:
     from captum_leg.pixels import CellMap
 
-    cells = CellMap(h, w, k1, k2, torch.device("cpu"))
+    cells = CellMap((h, w), (k1, k2), torch.device("cpu"))
     values = torch.randn(3, k1, k2, dtype=torch.float64)
     base = torch.randn(2, h, w, dtype=torch.float64)
     out = torch.empty(3, 2, h, w, dtype=torch.float64)
     cells.add_into(out, base, values)
-    expected = base + values[:, None][..., cells.rows, :][..., cells.cols]
+    expected = base + values[:, None][..., cells.index[0], :][..., cells.index[1]]
     torch.testing.assert_close(out, expected)
     # Per-pixel scale: summing a cell's pixels gives back the cell value.
     up = cells.upsample_per_pixel(values)
-    onehot_r = torch.nn.functional.one_hot(cells.rows, k1).double()
-    onehot_c = torch.nn.functional.one_hot(cells.cols, k2).double()
+    onehot_r = torch.nn.functional.one_hot(cells.index[0], k1).double()
+    onehot_c = torch.nn.functional.one_hot(cells.index[1], k2).double()
     torch.testing.assert_close(torch.einsum("khw,ha,wb->kab", up, onehot_r, onehot_c), values)
 
 

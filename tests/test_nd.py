@@ -62,7 +62,8 @@ def test_linear_model_gives_cell_means_exactly(estimator: str, spatial, grid) ->
         assert len(set(cell_sizes(n, k))) == 2  # the cells really are uneven
     leg = LEG(MultiLinearModel(weight))
     p = int(np.prod(grid))
-    attr = leg.attribute(x, target=[1, 2], n_samples=p + 20, grid_size=grid, estimator=estimator, seed=0)
+    attr = leg.attribute(x, target=[1, 2], n_samples=p + 20, grid_size=grid, estimator=estimator,
+                         sampling="gaussian", seed=0)
     expected = torch.stack([cell_mean_nd(weight[1], grid), cell_mean_nd(weight[2], grid)])
     assert attr.shape == x.shape
     # The responses are exactly linear in the perturbations: rounding error only.
@@ -155,7 +156,7 @@ def test_tuple_inputs_recover_each_tensors_weights(perturb: str) -> None:
     # one at a time, or 2 * 16 + 5 jointly.
     n = 2 * 16 + 5 + 20 if perturb == "joint" else 40
     out = leg.attribute((a, b), target=1, n_samples=n, grid_size=grids, estimator="least_squares",
-                        perturb=perturb, seed=0)
+                        perturb=perturb, sampling="gaussian", seed=0)
     assert isinstance(out, tuple) and len(out) == 2
     assert out[0].shape == a.shape and out[1].shape == b.shape
     for got, w, grid in zip(out, (wa, wb), ((4, 4), (5,))):
@@ -248,7 +249,7 @@ def test_output_shapes_dtypes_and_standard_errors() -> None:
         assert torch.isfinite(out).all() and (err > 0).all()
     # Default grid: min(14, axis) cells per axis, so full resolution on the short volume axes.
     assert torch.unique(both[1][0, 0]).numel() == 3 * 4 * 5
-    assert leg.last_run.forward_passes == 3 * 16 + 1
+    assert leg.last_run.forward_passes == 3 * 16  # antithetic pairs (the default): no f(x0)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def test_bad_shapes_raise_errors_that_say_what_to_do() -> None:
     with pytest.raises(ValueError, match="perturb: expected one of"):
         leg.attribute((a, b), perturb="together", **kw)
     with pytest.raises(ValueError, match=r"n_samples: estimator='least_squares' needs at least 66 .*up to 64 cells"):
-        leg.attribute((b, a), grid_size=(5, 8), estimator="least_squares", **kw)
+        leg.attribute((b, a), grid_size=(5, 8), estimator="least_squares", sampling="gaussian", **kw)
 
 
 def test_tabular_recipes_from_the_error_message() -> None:
@@ -302,7 +303,7 @@ def test_tabular_recipes_from_the_error_message() -> None:
     leg = LEG(tabular)
     unordered = leg.attribute(x.unsqueeze(-1), n_samples=400, perturb="joint", **kw)
     torch.testing.assert_close(unordered[..., 0], weight[1].expand_as(x), rtol=0, atol=1e-10)
-    assert leg.last_run.forward_passes == 401  # n + 1 for any number of features
+    assert leg.last_run.forward_passes == 400  # n (antithetic pairs) for any number of features
     # ... with independent noise of variance 3 s^2 on every feature (a one-cell grid's
     # Sigma is s^2 (L + 1) = 3 s^2).
     noise = torch.cat(seen[1:])
@@ -352,20 +353,14 @@ def test_large_1d_and_3d_grids_run_in_bounded_memory(tmp_path) -> None:
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert info["one"]["shape"] == [1, 1, 100_000] and info["three"]["shape"] == [1, 1, 64, 64, 64]
     assert info["one"]["finite"] and info["three"]["finite"]
-    assert info["one"]["passes"] == info["three"]["passes"] == 9
+    assert info["one"]["passes"] == info["three"]["passes"] == 8  # antithetic: no f(x0)
     # Measured 0.65 GB (1-D) then 0.72 GB (3-D, the process's peak); before the noise
     # blocks were capped the 3-D run alone peaked at 2.8 GB.
     assert info["three"]["rss_mb"] < 2000, info
 
 
 # -- LEG-TV on 1-D and 3-D grids ---------------------------------------------------------------
-# PENDING: the LEG-TV solver backends still assume 2-D (k1, k2) grids on this branch;
-# their N-D generalisation is on another branch. These tests fail only with the solvers'
-# grid-shape TypeError until it merges (then they XPASS): remove the xfail marks then.
-SOLVERS_ND_PENDING = pytest.mark.xfail(strict=False, raises=TypeError, reason="solvers N-D pending merge")
 
-
-@SOLVERS_ND_PENDING
 def test_leg_tv_beats_leg_on_a_piecewise_constant_1d_gradient_at_small_n() -> None:
     weight = torch.zeros(1, 1, 64, dtype=F64)
     weight[..., 16:32] = 1.0
@@ -387,7 +382,6 @@ def test_leg_tv_beats_leg_on_a_piecewise_constant_1d_gradient_at_small_n() -> No
     assert np.mean(tv_tv) < 2 * tv(expected), tv_tv
 
 
-@SOLVERS_ND_PENDING
 @pytest.mark.parametrize("spatial, grid", [((40,), (20,)), ((6, 8, 5), (3, 4, 5))])
 def test_leg_tv_backends_agree_and_path_shapes_on_nd_grids(spatial, grid) -> None:
     g = torch.Generator().manual_seed(6)
@@ -395,7 +389,7 @@ def test_leg_tv_backends_agree_and_path_shapes_on_nd_grids(spatial, grid) -> Non
     weight[(..., *[slice(n // 4, n // 2 + 1) for n in spatial])] = 1.0
     model = MultiLinearModel(weight)
     x = torch.randn(2, 1, *spatial, generator=g, dtype=F64)
-    kw = dict(target=0, n_samples=60, grid_size=grid, seed=1, estimator="moment")
+    kw = dict(target=0, n_samples=60, grid_size=grid, seed=1, estimator="moment", sampling="gaussian")
     path = LEG(model).attribute_tv_path(x, lams=[0.1, 0.3], solver="highs", **kw)
     assert path.shape == (2, *x.shape) and path.dtype == x.dtype and torch.isfinite(path).all()
     highs = LEG(model).attribute(x, penalty="tv", lam=0.3, solver="highs", **kw)
@@ -403,7 +397,8 @@ def test_leg_tv_backends_agree_and_path_shapes_on_nd_grids(spatial, grid) -> Non
     admm = LEG(model).attribute(x, penalty="tv", lam=0.3, solver="admm", **kw)
     # The LP optimum need not be unique: compare the total variation of the maps.
     tv = lambda a: sum(float(a.diff(dim=d).abs().sum()) for d in range(2, a.dim()))  # noqa: E731
-    assert abs(tv(admm) - tv(highs)) <= 1e-3 * tv(highs)
+    # (absolute slack too: at lam 0.3 the optimum can be a constant map, TV 0)
+    assert abs(tv(admm) - tv(highs)) <= 1e-3 * tv(highs) + 1e-3
     assert rel_err(admm, highs) < 0.1
     # Larger lambda: a simpler map.
     assert tv(path[1]) < tv(path[0])
