@@ -86,7 +86,9 @@ def test_sphinx_build(tmp_path):
     # offline: maths is MathML written at build time, and no page loads a remote script
     # or stylesheet (links to other sites are fine)
     method = (out / "method.html").read_text()
-    assert method.count("<math ") >= 20 and "mathjax" not in method.lower()
+    assert method.count("<math ") >= 20
+    scripts = re.findall(r"<script\b.*?</script>", method, re.I | re.S)
+    assert scripts and not [s for s in scripts if "mathjax" in s.lower()]
     remote = re.compile(r"<(?:script|link)\b[^>]*(?:src|href)=[\"'](?:https?:)?//", re.I)
     for page in out.rglob("*.html"):
         html = page.read_text()
@@ -108,3 +110,20 @@ def test_sphinx_build_fails_on_a_broken_page(tmp_path):
     )
     assert proc.returncode != 0
     assert "no_such_page" in proc.stderr
+
+
+def test_maths_latex2mathml_cannot_render_fails_the_build(tmp_path):
+    _needs_docs_extra()
+    src = tmp_path / "src"
+    (src / "_static").mkdir(parents=True)
+    (src / "conf.py").write_text((DOCS / "conf.py").read_text())
+    shutil.copytree(DOCS / "_ext", src / "_ext")
+    (src / "index.md").write_text("# Maths\n\nFine: $\\big\\lVert x \\big\\rVert$. Unknown: $\\notacommand x$.\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q",
+         str(src), str(tmp_path / "html")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "maths left unrendered (\\notacommand)" in proc.stderr
+    assert "lVert" not in proc.stderr  # the norm bars are rendered
