@@ -305,11 +305,13 @@ def test_torchrun_shards_images_across_two_processes(tmp_path):
     assert sorted(p.name for p in out.glob("*.npy")) == ["img0.npy", "img1.npy", "img2.npy"]
     assert log.count("img1.png: class") == 1
     # the sharded result equals a single-process run (same seed, shared noise per batch
-    # of one image)
+    # of one image), up to float32 rounding: thread counts and batch sizes differ, so
+    # sums run in another order
     single = tmp_path / "single"
     assert main(_explain_args(tmp_path / "in", single, "--batch-size", "1")) == 0
     for n in ("img0", "img1", "img2"):
-        np.testing.assert_allclose(np.load(out / f"{n}.npy"), np.load(single / f"{n}.npy"), rtol=1e-4, atol=1e-6)
+        ref = np.load(single / f"{n}.npy")
+        np.testing.assert_allclose(np.load(out / f"{n}.npy"), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
 def test_parser_defaults_are_documented():
