@@ -264,8 +264,10 @@ def test_sigint_exits_130_with_one_line_and_no_files(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     args = _explain_args(tmp_path / "in", out, "--n-samples", "400", "--perturbations-per-eval", "1")
     args[args.index("--model") + 1] = f"{THIS}:slow_model"
+    # a shell's background job inherits SIGINT ignored; the CLI's user has it delivered
     proc = subprocess.Popen([sys.executable, "-m", "captum_leg.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:  # wait until the explaining has started
             if "to explain" in line:
