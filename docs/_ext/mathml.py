@@ -20,10 +20,12 @@ from sphinx.util.math import get_node_equation_number
 
 logger = logging.getLogger(__name__)
 
-# norms and absolute values that latex2mathml leaves as text after \big, \Big, ...
+# TeX that latex2mathml leaves as text: norm and absolute-value bars after \big, \Big,
+# ..., and the operator name \arg
 _SPELLINGS = [
     (re.compile(r"\\(?:lVert|rVert|Vert)(?![A-Za-z])|\\\|"), "\u2016"),
     (re.compile(r"\\(?:lvert|rvert|vert)(?![A-Za-z])"), "|"),
+    (re.compile(r"\\arg(?![A-Za-z])"), r"\\operatorname{arg}"),
 ]
 _RAW_COMMAND = re.compile(r">(\\[A-Za-z]+|\\.)<")
 
