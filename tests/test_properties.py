@@ -68,7 +68,7 @@ def problems(draw, penalty=None):
     model = SmoothModel(c, h, w, rows=2 if form == "tuple" else 0, dtype=dtype)
     kwargs = dict(
         target=target,
-        n_samples=draw(st.integers(2, 6)),
+        n_samples=2 * draw(st.integers(2, 4)),  # even: antithetic sampling uses pairs
         grid_size=grid,
         seed=draw(st.integers(0, 1000)),
         noise_level=0.05,
@@ -94,7 +94,8 @@ def _check(model: nn.Module, x: Tensor, kwargs: dict) -> None:
     assert attr.shape == x.shape and attr.dtype == x.dtype and attr.device == x.device
     assert torch.isfinite(attr).all()
     scale = float(attr.abs().max()) + 1e-12
-    tol = 1e-4 if x.dtype == torch.float32 else 1e-9
+    # rounding only (estimators may solve iteratively); a batch-dependence would be O(1)
+    tol = 1e-4 if x.dtype == torch.float32 else 1e-6
     for i in range(x.shape[0]):
         alone = LEG(model).attribute(x[i : i + 1], **{**kwargs, "target": _one(kwargs["target"], i)})
         torch.testing.assert_close(alone[0], attr[i], rtol=tol, atol=tol * scale)
