@@ -7,7 +7,7 @@ value (the LEG reference's RGB picture) in the "overlay" style.
 Run from the repository root (about 5-8 minutes on 2 CPU cores at the defaults)::
 
     python benchmarks/gallery.py                          # writes docs/_static/gallery.png
-    python benchmarks/gallery.py --n-samples 50 --out gallery_quick.png   # quick look
+    python benchmarks/gallery.py --n-samples 50 --out /tmp/gallery.png   # quick look
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ METHODS = ["LEG", "LEG-TV λ=0.1", "LEG-TV λ=0.3", "IG (× input)", "IG (gradie
            "Saliency", "SmoothGrad"]
 
 
+def _needs_docs_extra() -> None:
+    for module in ("sphinx", "myst_nb", "furo", "latex2mathml"):
+        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'captum-leg[docs]')")
+
+
 def _outputs_text(nb: dict) -> str:
     parts = []
     for cell in nb["cells"]:
@@ -60,11 +65,6 @@ def test_notebook_executes_in_fast_mode(monkeypatch, tmp_path):
     assert "FAST=True" in text
     for name in METHODS:
         assert name in text
-
-
-def _needs_docs_extra() -> None:
-    for module in ("sphinx", "myst_nb", "furo", "latex2mathml"):
-        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'captum-leg[docs]')")
 
 
 def test_sphinx_build(tmp_path):

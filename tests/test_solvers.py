@@ -35,7 +35,7 @@ S = 0.02
 # independent dense reference
 # ---------------------------------------------------------------------------------------
 def dense_diff(k1: int, k2: int) -> np.ndarray:
-    """``D`` (docs/method.md, "The perturbations"), row order irrelevant for the LP."""
+    """``D`` from LEG_METHOD.md section 3, row order irrelevant for the LP."""
     idx = np.arange(k1 * k2).reshape(k1, k2)
     rows = []
     for i in range(k1):
