@@ -8,6 +8,8 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import json
+import math
 import os
 import sys
 import time
@@ -41,8 +43,10 @@ examples:
   captum-leg evaluate photos/ --out results/ --n-samples 100
   captum-leg sanity --out results/
 
-Every command prints where it wrote its files. "explain" is resumable: images whose
-.npy and .png already exist are skipped (use --overwrite to recompute). Under torchrun
+Every command prints where it wrote its files. "explain" is resumable: an image whose
+.npy, .png and .json (its settings) exist is skipped when the settings are the same, and
+recomputed, saying which setting changed, when they differ (--overwrite recomputes all).
+Ctrl-C stops with exit status 130 and leaves only complete outputs. Under torchrun
 (WORLD_SIZE/RANK/LOCAL_RANK set) the images are split across the processes, one GPU
 each when CUDA is available.
 
@@ -52,6 +56,14 @@ each when CUDA is available.
 # ---------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------
+class UsageError(Exception):
+    """A bad option value; :func:`main` reports it as argparse does (exit status 2)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"argument {option}: " + " ".join(message.split()))  # one line
+        self.option = option
+
+
 def _progress(iterable, desc: str, total: int, enabled: bool):
     if not enabled:
         return iterable
@@ -113,7 +125,7 @@ def load_model(spec: Optional[str], device: torch.device) -> Callable[..., Tenso
 
         return load_efficientnet_lite0(device)
     if ":" not in spec:
-        raise SystemExit(f"captum-leg: error: --model must be MODULE:CALLABLE, got {spec!r}")
+        raise UsageError("--model", f"expected MODULE:CALLABLE, got {spec!r}")
     mod_name, attr = spec.rsplit(":", 1)
     try:
         if mod_name.endswith(".py") or os.sep in mod_name:
@@ -128,12 +140,12 @@ def load_model(spec: Optional[str], device: torch.device) -> Callable[..., Tenso
             module = importlib.import_module(mod_name)
         factory = getattr(module, attr)
     except (ImportError, AttributeError, FileNotFoundError) as err:
-        raise SystemExit(f"captum-leg: error: --model {spec!r}: {err}")
+        raise UsageError("--model", f"cannot load {spec!r}: {err}")
     model = factory()
     if isinstance(model, nn.Module):
         return model.eval().to(device)
     if not callable(model):
-        raise SystemExit(f"captum-leg: error: --model {spec!r} returned {type(model).__name__}, not a model")
+        raise UsageError("--model", f"{spec!r} returned {type(model).__name__}, not a model")
     return model
 
 
@@ -145,7 +157,12 @@ def pick_device(requested: Optional[str]) -> Tuple[torch.device, int, int]:
     if not 0 <= rank < world:
         raise SystemExit(f"captum-leg: error: RANK={rank} outside WORLD_SIZE={world}")
     if requested:
-        dev = torch.device(requested)
+        try:
+            dev = torch.device(requested)
+        except (RuntimeError, ValueError) as err:
+            raise UsageError("--device", str(err).splitlines()[0])
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device", f"{requested}: CUDA is not available")
     elif torch.cuda.is_available():
         dev = torch.device("cuda", local % torch.cuda.device_count())
     else:
@@ -154,28 +171,26 @@ def pick_device(requested: Optional[str]) -> Tuple[torch.device, int, int]:
 
 
 def _atomic_save(path: Path, write: Callable[[Any], None], binary: bool = True) -> None:
-    # write next to the target and rename: an interrupted run never leaves a file that
-    # looks finished to the resume check
+    # write next to the target and rename: an interrupted run (Ctrl-C included) never
+    # leaves a file that looks finished, nor a stray temporary file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb" if binary else "w") as fh:
-        write(fh)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb" if binary else "w") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    _atomic_save(path, lambda fh: fh.write(buf.getvalue()))
+def _save_figure(fig, path: Path, dpi: int = 100, tight: bool = True) -> None:
+    # fig is a matplotlib.figure.Figure outside pyplot: nothing to close, no backend chosen
+    kw: Dict[str, Any] = {"bbox_inches": "tight"} if tight else {}
+    _atomic_save(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, **kw))
 
 
 def _picture(image01: np.ndarray, maps: Dict[str, np.ndarray]):
     """Photo + one panel per map (mean |.| over channels, the reference's RGB combination)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from captum_leg.visualization import visualize_saliency_multiple
 
     fig, _ = visualize_saliency_multiple(
@@ -223,6 +238,130 @@ def _noise_level(args) -> float:
     return DEFAULT_NOISE_LEVEL if args.normalize == "imagenet" else UNIT_NOISE_LEVEL
 
 
+_POSITIVE_INTS = ("n_samples", "batch_size", "perturbations_per_eval", "grid_size", "image_size",
+                  "n_images", "limit", "epochs", "sensitivity_steps")
+
+
+def _solver_used(args) -> bool:
+    if args.command == "explain":
+        return args.penalty == "tv"
+    if args.command == "evaluate":
+        return "leg-tv" in args.methods
+    return args.command == "sanity"
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject option values that cannot work, before any model is loaded.
+
+    Raises:
+        UsageError: naming the option.
+    """
+    for name in _POSITIVE_INTS:
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            raise UsageError(f"--{name.replace('_', '-')}", f"must be >= 1, got {v}")
+    noise = getattr(args, "noise_level", None)
+    if noise is not None and not (math.isfinite(noise) and noise > 0):
+        raise UsageError("--noise-level", f"must be a finite number > 0, got {noise}")
+    if hasattr(args, "lam"):
+        bad = [l for l in np.atleast_1d(args.lam).tolist() if not 0 < l < 1]
+        if bad:
+            raise UsageError("--lam", f"must lie in (0, 1), got {bad[0]}")
+    target = getattr(args, "target", None)
+    if target is not None and target < 0:
+        raise UsageError("--target", f"must be a class index >= 0, got {target}")
+    size = getattr(args, "image_size", 224)  # the demo's photo is 224 x 224
+    grid = getattr(args, "grid_size", None)
+    if grid is not None and grid > size:
+        raise UsageError("--grid-size", f"{grid} cells exceed the {size}-pixel image side")
+    if getattr(args, "sensitivity_max", None) is not None and not 0 < args.sensitivity_max <= 1:
+        raise UsageError("--sensitivity-max", f"must lie in (0, 1], got {args.sensitivity_max}")
+    if args.command == "evaluate":
+        from captum_leg.evaluation import MASKS, METHOD_NAMES
+
+        for option, values, known in (("--methods", args.methods, METHOD_NAMES), ("--masks", args.masks, MASKS),
+                                      ("--sensitivity-mask", [args.sensitivity_mask], MASKS)):
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                raise UsageError(option, f"unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    if hasattr(args, "solver"):
+        from captum_leg.solvers import get_solver
+
+        try:
+            backend = get_solver(args.solver)
+        except ValueError as err:
+            raise UsageError("--solver", str(err).split("solver: ", 1)[-1])
+        reason = backend.unavailable_reason() if _solver_used(args) else None
+        if reason is not None:
+            raise UsageError("--solver", f"backend {args.solver!r} is unavailable: {reason}")
+
+
+def _check_target(args, n_classes: int) -> None:
+    if args.target is not None and not 0 <= args.target < n_classes:
+        raise UsageError("--target", f"{args.target} is out of range for the model's {n_classes} classes (0 to {n_classes - 1})")
+
+
+def explain_settings(args: argparse.Namespace, image: Path) -> Dict[str, Any]:
+    """Everything that changes an image's ``explain`` outputs (stored in ``NAME.json``).
+
+    Batch size, perturbations per forward call and device only change how the work is
+    split, not the map, so they are not part of it.
+    """
+    settings: Dict[str, Any] = {
+        "image_sha1": hashlib.sha1(image.read_bytes()).hexdigest(),
+        "model": args.model or "efficientnet-lite0 (built-in)",
+        "image_size": args.image_size,
+        "normalize": args.normalize,
+        "target": args.target,
+        "n_samples": args.n_samples,
+        "noise_level": _noise_level(args),
+        "grid_size": args.grid_size,
+        "penalty": args.penalty,
+        "seed": args.seed,
+    }
+    if args.penalty == "tv":
+        settings.update(lam=list(args.lam), solver=args.solver)
+    return settings
+
+
+def _stale(out: Path, name: str, settings: Dict[str, Any]) -> Optional[str]:
+    """``None`` if ``name``'s outputs are complete and made with ``settings``, else why not
+    (``""``: no outputs yet)."""
+    if not all((out / f"{name}{suffix}").exists() for suffix in (".npy", ".png")):
+        return ""
+    try:
+        stored = json.loads((out / f"{name}.json").read_text())["settings"]
+    except FileNotFoundError:
+        return "no settings stored with it"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its settings file is unreadable"
+    if stored == settings:
+        return None
+    keys = list(settings) + [k for k in stored if k not in settings]
+    changes = []
+    for k in keys:
+        old, new = stored.get(k), settings.get(k)
+        if old != new:
+            changes.append("image file changed" if k == "image_sha1" else f"{k} {json.dumps(old)} -> {json.dumps(new)}")
+    return f"settings changed ({', '.join(changes)})"
+
+
+def _write_outputs(out: Path, name: str, arr: np.ndarray, fig, settings: Dict[str, Any]) -> None:
+    # NAME.json is written last and marks a complete set: drop the old one first, so an
+    # interrupted rewrite is never taken for finished, and remove a half-written set
+    meta = out / f"{name}.json"
+    meta.unlink(missing_ok=True)
+    try:
+        _atomic_save(out / f"{name}.npy", lambda fh: np.save(fh, arr))
+        _save_figure(fig, out / f"{name}.png")
+        text = json.dumps({"settings": settings}, indent=1) + "\n"
+        _atomic_save(meta, lambda fh: fh.write(text.encode()))
+    except BaseException:
+        for suffix in (".npy", ".png"):
+            (out / f"{name}{suffix}").unlink(missing_ok=True)
+        raise
+
+
 # ---------------------------------------------------------------------------------------
 # explain
 # ---------------------------------------------------------------------------------------
@@ -236,8 +375,16 @@ def cmd_explain(args) -> int:
     mine = [(f, n) for i, (f, n) in enumerate(zip(files, names)) if i % world == rank]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [(f, n) for f, n in mine if args.overwrite or not ((out / f"{n}.npy").exists() and (out / f"{n}.png").exists())]
     tag = f"[rank {rank}/{world}] " if world > 1 else ""
+    settings = {n: explain_settings(args, f) for f, n in mine}
+    todo = []
+    for f, n in mine:
+        why = "" if args.overwrite else _stale(out, n, settings[n])
+        if why is None:
+            continue
+        if why:
+            _log(f"{tag}recomputing {n}: {why}")
+        todo.append((f, n))
     _log(f"{tag}{len(mine)} image(s) for this process on {device}; {len(mine) - len(todo)} already done, {len(todo)} to explain")
     if not todo:
         _log(f"{tag}nothing to do; outputs in {out}")
@@ -253,6 +400,7 @@ def cmd_explain(args) -> int:
         xs = torch.cat([to_model_input(load_image(f), args.image_size, args.normalize) for f, _ in batch]).to(device)
         with torch.no_grad():
             logits = model(xs)
+        _check_target(args, logits.shape[-1])
         target = logits.argmax(-1) if args.target is None else torch.full((len(batch),), args.target, device=device)
         a = leg.attribute(
             xs,
@@ -273,8 +421,7 @@ def cmd_explain(args) -> int:
                 maps = {f"LEG-TV lam={l}": arr[k] for k, l in enumerate(args.lam)}
             else:
                 maps = {"LEG-TV" if penalty else "LEG": arr}
-            _atomic_save(out / f"{n}.npy", lambda fh, arr=arr: np.save(fh, arr))
-            _save_figure(_picture(_unit_image(xs[j : j + 1], args.normalize), maps), out / f"{n}.png")
+            _write_outputs(out, n, arr, _picture(_unit_image(xs[j : j + 1], args.normalize), maps), settings[n])
             _log(f"{tag}{f.name}: class {int(target[j])}, {dt:.1f} s/image -> {out / (n + '.npy')}")
     _log(f"{tag}explained {len(todo)} image(s) in {time.perf_counter() - t_start:.1f} s; outputs in {out}")
     return 0
@@ -285,10 +432,11 @@ def cmd_explain(args) -> int:
 # ---------------------------------------------------------------------------------------
 def _write_table(path_csv: Path, path_md: Path, rows: List[Dict[str, Any]], header_md: str = "") -> None:
     keys = list(rows[0])
-    with open(path_csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    _atomic_save(path_csv, lambda fh: fh.write(buf.getvalue().encode()))
 
     def fmt(v):
         return f"{v:.3f}" if isinstance(v, float) else str(v)
@@ -296,7 +444,8 @@ def _write_table(path_csv: Path, path_md: Path, rows: List[Dict[str, Any]], head
     lines = [header_md] if header_md else []
     lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
-    path_md.write_text("\n".join(lines) + "\n")
+    md = "\n".join(lines) + "\n"
+    _atomic_save(path_md, lambda fh: fh.write(md.encode()))
 
 
 def cmd_evaluate(args) -> int:
@@ -310,7 +459,7 @@ def cmd_evaluate(args) -> int:
     cache = Path(args.cache) if args.cache else out / "maps"
     model = load_model(args.model, device)
     if not isinstance(model, nn.Module) and any(m in ("ig", "saliency", "smoothgrad", "gradcam") for m in args.methods):
-        raise SystemExit("captum-leg: error: gradient methods need an nn.Module model")
+        raise UsageError("--methods", "gradient methods (ig, saliency, smoothgrad, gradcam) need an nn.Module model")
     x = torch.cat([to_model_input(load_image(f), args.image_size, args.normalize) for f in files]).to(device)
     with torch.no_grad():
         target = model(x).argmax(-1)
@@ -330,7 +479,7 @@ def cmd_evaluate(args) -> int:
                     args.lam[0], args.solver, args.seed, sorted(spec.settings.items(), key=str)))
         mdir = cache / f"{m}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
         mdir.mkdir(parents=True, exist_ok=True)
-        (mdir / "settings.txt").write_text(key + "\n")
+        _atomic_save(mdir / "settings.txt", lambda fh: fh.write((key + "\n").encode()))
         t0 = time.perf_counter()
         per = []
         for i in _progress(range(0, len(files), args.batch_size), f"maps {m}", -(-len(files) // args.batch_size), not args.no_progress):
@@ -378,9 +527,12 @@ def cmd_evaluate(args) -> int:
         m: sensitivity_curve(model, x, maps[m], target, args.sensitivity_mask, fr, pixel_space=pixel_space, batch_size=args.perturbations_per_eval, seed=args.seed)
         for m in args.methods
     }
-    plot_sensitivity(curves, str(out / "sensitivity.png"), title=f"{args.sensitivity_mask} mask, {len(files)} images")
-    np.savez(out / "sensitivity.npz", fractions=fr, **{f"{m}_probability": c.probability for m, c in curves.items()}, **{f"{m}_log_odds": c.log_odds for m, c in curves.items()})
-    (out / "timings.csv").write_text("method,seconds\n" + "".join(f"{m},{t:.1f}\n" for m, t in timings.items()))
+    fig = plot_sensitivity(curves, None, title=f"{args.sensitivity_mask} mask, {len(files)} images")
+    _save_figure(fig, out / "sensitivity.png", dpi=120, tight=False)
+    arrays = {"fractions": fr, **{f"{m}_probability": c.probability for m, c in curves.items()}, **{f"{m}_log_odds": c.log_odds for m, c in curves.items()}}
+    _atomic_save(out / "sensitivity.npz", lambda fh: np.savez(fh, **arrays))
+    timing_csv = "method,seconds\n" + "".join(f"{m},{t:.1f}\n" for m, t in timings.items())
+    _atomic_save(out / "timings.csv", lambda fh: fh.write(timing_csv.encode()))
     _log(f"wrote {out / 'key_size.md'}, {out / 'key_size.csv'}, {out / 'sensitivity.png'}")
     return 0
 
@@ -433,7 +585,8 @@ def cmd_sanity(args) -> int:
               f"LEG n={args.n_samples}, grid 8x8, noise {args.noise_level}, LEG-TV lam {args.lam}. "
               "rho: Spearman of signed maps; |rho|: of absolute maps; means over images.\n")
     _write_table(out / "sanity.csv", out / "sanity.md", rows, header)
-    plot_cascading(results, str(out / "sanity.png"), image=x[0, 0].numpy(), title="cascading randomisation (digits CNN)")
+    fig = plot_cascading(results, None, image=x[0, 0].numpy(), title="cascading randomisation (digits CNN)")
+    _save_figure(fig, out / "sanity.png", dpi=120, tight=False)
     _log(f"wrote {out / 'sanity.md'}, {out / 'sanity.csv'}, {out / 'sanity.png'}")
     return 0
 
@@ -498,6 +651,12 @@ def cmd_demo(args) -> int:
 # parser
 # ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The ``captum-leg`` argument parser."""
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
+    # the parser and its subcommands' parsers, whose usage a bad option value reports
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
         prog="captum-leg",
@@ -522,13 +681,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="write a LEG map (.npy) and picture (.png) per image", formatter_class=fmt,
                        description="Write OUT/NAME.npy (the map, shaped like the model input without the batch "
-                       "dimension: (C, S, S); (L, C, S, S) for L lambdas) and OUT/NAME.png per image. "
+                       "dimension: (C, S, S); (L, C, S, S) for L lambdas), OUT/NAME.png and OUT/NAME.json (the "
+                       "settings that made them) per image. "
                        "The explained class is the model's prediction unless --target is given.",
                        epilog=EPILOG)
     e.add_argument("images", nargs="+", metavar="IMAGES_OR_FOLDERS", help="image files and/or folders of images")
     e.add_argument("--out", required=True, metavar="DIR", help="output folder")
     e.add_argument("--target", type=int, help="class to explain for every image (default: predicted class)")
-    e.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
+    e.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist with the same settings")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_args(e)
     _add_leg_args(e)
@@ -540,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "changes the prediction) per method and mask, and the sensitivity curve. Writes key_size.csv/.md, "
                        "key_size_wide.md, key_size_per_image.csv, sensitivity.png/.npz, timings.csv and caches maps "
                        "in --cache (default OUT/maps/); a rerun reuses cached maps.",
-                       epilog="example:\n  captum-leg evaluate ../shared/images --out results --n-samples 100\n\n" + MODEL_HELP)
+                       epilog="example:\n  captum-leg evaluate photos/ --out results --n-samples 100\n\n" + MODEL_HELP)
     v.add_argument("images", nargs="+", metavar="IMAGES_OR_FOLDERS")
     v.add_argument("--out", required=True, metavar="DIR")
     v.add_argument("--methods", nargs="+", default=["leg", "leg-tv", "lime", "kernelshap", "ig", "saliency", "smoothgrad", "gradcam"],
@@ -573,19 +733,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sanity)
-    return p
+    return p, {"demo": d, "explain": e, "evaluate": v, "sanity": s}
+
+
+# attribute()'s argument names that a command's option sets: an error that names one
+# (e.g. "noise_level: ...") is a bad option value
+_OPTION_OF_ARGUMENT = {
+    name: "--" + name.replace("_", "-")
+    for name in ("n_samples", "noise_level", "grid_size", "lam", "solver", "perturbations_per_eval", "target", "seed")
+}
+
+
+def _option_in_error(err: Exception, args: argparse.Namespace) -> Optional[str]:
+    text = str(err)
+    for name, option in _OPTION_OF_ARGUMENT.items():
+        if hasattr(args, name) and (text.startswith(name + ":") or text.startswith(name + " ")):
+            return option
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``captum-leg`` command."""
-    args = build_parser().parse_args(argv)
-    for name in ("n_samples", "batch_size", "perturbations_per_eval", "grid_size", "image_size", "n_images", "limit", "epochs"):
-        v = getattr(args, name, None)
-        if v is not None and v < 1:
-            build_parser().error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-    if hasattr(args, "lam") and any(not 0 < l < 1 for l in np.atleast_1d(args.lam)):
-        build_parser().error(f"--lam must lie in (0, 1), got {args.lam}")
-    return int(args.func(args) or 0)
+    """Entry point of the ``captum-leg`` command.
+
+    Returns the exit status: 0 on success, 130 after Ctrl-C. Bad option values exit with
+    status 2 and one error line naming the option, as argparse's own errors do.
+    """
+    parser, commands = _build_parsers()
+    args = parser.parse_args(argv)
+    usage = commands[args.command]
+    try:
+        check_args(args)
+        return int(args.func(args) or 0)
+    except UsageError as err:
+        usage.error(str(err))
+    except (ValueError, TypeError) as err:
+        option = _option_in_error(err, args)
+        if option is None:
+            raise
+        usage.error(f"argument {option}: " + " ".join(str(err).split()))
+    except KeyboardInterrupt:
+        # finished outputs are complete files; the one being written was removed
+        print("captum-leg: interrupted; completed outputs are kept, rerun to resume", file=sys.stderr)
+        return 130
+    return 0  # not reached: usage.error exits
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Sphinx configuration for captum-leg.
 
-Build (offline, no pandoc, notebooks are rendered from their stored outputs)::
+Build (offline, no pandoc, notebooks are rendered from their stored outputs), from the
+repository root, with the ``docs`` extra installed::
 
-    /work/venv/bin/python -m sphinx -b html --keep-going docs docs/_build/html
+    python -m sphinx -b html --keep-going docs docs/_build/html
+
+Maths is rendered to MathML at build time (``docs/_ext/mathml.py``), so the pages load
+no script from the network.
 
 Strictness: every warning fails the build (exit status 1) except those raised while
 parsing a docstring (their location reads "docstring of ...") and those in the generated
@@ -20,6 +24,7 @@ from typing import Any, List
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 
 import captum_leg  # noqa: E402  (after the path tweak)
 
@@ -31,7 +36,7 @@ copyright = "captum-leg developers"
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
+    "mathml",  # docs/_ext/mathml.py: maths rendered at build time, no CDN
     "sphinx.ext.viewcode",
     "myst_nb",
 ]
@@ -52,6 +57,7 @@ napoleon_numpy_docstring = False
 
 suppress_warnings: List[str] = []
 
+html_math_renderer = "mathml"
 html_theme = "furo"
 html_title = f"captum-leg {release}"
 html_static_path = ["_static"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,11 @@ METHODS_1D = ["LEG", "IG (× input)", "IG (gradient)"]
 # LEG-TV on 1-D grids needs the LP backends' N-D support: until then the notebook says
 # it skipped LEG-TV (and why) instead of printing its rows.
 LEG_TV_1D = ("LEG-TV λ=0.1", "LEG-TV skipped")
+
+
+def _needs_docs_extra() -> None:
+    for module in ("sphinx", "myst_nb", "furo", "latex2mathml"):
+        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'captum-leg[docs]')")
 
 
 def _outputs_text(nb: dict) -> str:
@@ -103,9 +110,7 @@ def test_1d_notebook_executes_in_fast_mode(monkeypatch, tmp_path):
 
 
 def test_sphinx_build(tmp_path):
-    pytest.importorskip("sphinx", reason="sphinx is not installed (pip install sphinx myst-nb furo)")
-    pytest.importorskip("myst_nb", reason="myst-nb is not installed")
-    pytest.importorskip("furo", reason="furo is not installed")
+    _needs_docs_extra()
     out = tmp_path / "html"
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q", "-E",
@@ -121,15 +126,25 @@ def test_sphinx_build(tmp_path):
     for name in ("LinearlyEstimatedGradient", "visualize_saliency_multiple", "attr_to_hwc",
                  "visualize_signal_saliency", "visualize_volume_saliency"):
         assert name in api
+    # offline: maths is MathML written at build time, and no page loads a remote script
+    # or stylesheet (links to other sites are fine)
+    method = (out / "method.html").read_text()
+    assert method.count("<math ") >= 20
+    scripts = re.findall(r"<script\b.*?</script>", method, re.I | re.S)
+    assert scripts and not [s for s in scripts if "mathjax" in s.lower()]
+    remote = re.compile(r"<(?:script|link)\b[^>]*(?:src|href)=[\"'](?:https?:)?//", re.I)
+    for page in out.rglob("*.html"):
+        html = page.read_text()
+        assert not remote.search(html), (page, remote.search(html).group(0))
+        assert "cdn" not in " ".join(re.findall(r"<script\b[^>]*>", html, re.I)).lower(), page
 
 
 def test_sphinx_build_fails_on_a_broken_page(tmp_path):
-    pytest.importorskip("sphinx", reason="sphinx is not installed")
-    pytest.importorskip("myst_nb", reason="myst-nb is not installed")
-    pytest.importorskip("furo", reason="furo is not installed")
+    _needs_docs_extra()
     src = tmp_path / "src"
     (src / "_static").mkdir(parents=True)
     (src / "conf.py").write_text((DOCS / "conf.py").read_text())
+    shutil.copytree(DOCS / "_ext", src / "_ext")
     (src / "index.md").write_text("# Broken\n\nSee {doc}`no_such_page`.\n")
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q",
@@ -138,3 +153,20 @@ def test_sphinx_build_fails_on_a_broken_page(tmp_path):
     )
     assert proc.returncode != 0
     assert "no_such_page" in proc.stderr
+
+
+def test_maths_latex2mathml_cannot_render_fails_the_build(tmp_path):
+    _needs_docs_extra()
+    src = tmp_path / "src"
+    (src / "_static").mkdir(parents=True)
+    (src / "conf.py").write_text((DOCS / "conf.py").read_text())
+    shutil.copytree(DOCS / "_ext", src / "_ext")
+    (src / "index.md").write_text("# Maths\n\nFine: $\\big\\lVert x \\big\\rVert$. Unknown: $\\notacommand x$.\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q",
+         str(src), str(tmp_path / "html")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "maths left unrendered (\\notacommand)" in proc.stderr
+    assert "lVert" not in proc.stderr  # the norm bars are rendered

@@ -13,7 +13,7 @@ SHAPES = [(1, 1), (1, 5), (3, 4), (6, 6), (7, 3)]
 
 
 def dense_d(k1: int, k2: int) -> np.ndarray:
-    """D from LEG_METHOD.md section 3, row by row."""
+    """D (docs/method.md, "The perturbations"), row by row."""
     rows = []
 
     def idx(i: int, j: int) -> int:

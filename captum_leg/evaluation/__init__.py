@@ -1,6 +1,6 @@
 """Evaluating saliency maps: key size, sensitivity curves, cascading randomisation.
 
-Measures from ``LEG_METHOD.md`` section 6, batched on the model's device and seedable,
+Measures of the LEG paper (Luo, Barut, Jin, ICCV 2021), batched on the model's device and seedable,
 plus a registry of Captum methods at a common forward-pass budget and a
 Quantus-compatible ``explain_func``.
 

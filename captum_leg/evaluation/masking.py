@@ -1,6 +1,6 @@
 """Key size and sensitivity curves: mask the most salient pixels and watch the classifier.
 
-Conventions (``LEG_METHOD.md`` section 6):
+Conventions (as in the LEG paper, Luo, Barut, Jin, ICCV 2021):
 
 * **Pixel order.** A map ``(N, C, H, W)`` (or ``(N, 1, H, W)``) is reduced to one score per
   pixel, the mean of ``|attribution|`` over channels, and pixels are masked in decreasing
@@ -466,14 +466,13 @@ def plot_sensitivity(
         title: figure title.
 
     Returns:
-        The matplotlib ``Figure`` (Agg backend; closed only if ``path`` is given).
+        A ``matplotlib.figure.Figure`` that pyplot does not manage: no backend is
+        selected and nothing needs closing (display it in a notebook, or save it).
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for name, c in curves.items():
         axes[0].plot(c.fractions, c.probability.mean(0), marker=".", label=name)
         axes[1].plot(c.fractions, c.log_odds.mean(0), marker=".", label=name)
@@ -486,13 +485,10 @@ def plot_sensitivity(
 
 
 def finish_figure(fig: Any, title: Optional[str], path: Optional[str]) -> Any:
-    """Title, tight layout, and (when ``path`` is given) save at 120 dpi and close."""
+    """Title, tight layout, and (when ``path`` is given) save at 120 dpi."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
     return fig

@@ -185,17 +185,15 @@ def plot_cascading(
         title: figure title.
 
     Returns:
-        The matplotlib ``Figure``.
+        A ``matplotlib.figure.Figure`` that pyplot does not manage (no backend is
+        selected, nothing needs closing).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     first = next(iter(results.values()))
     L = len(first.layers)
     rows = 1 + (len(results) if image is not None else 0)
-    fig = plt.figure(figsize=(max(8, 1.3 * (L + 2)), 3.6 + 1.5 * (rows - 1)))
+    fig = Figure(figsize=(max(8, 1.3 * (L + 2)), 3.6 + 1.5 * (rows - 1)))
     gs = fig.add_gridspec(rows, L + 1, height_ratios=[2.5] + [1] * (rows - 1))
     ax = fig.add_subplot(gs[0, :])
     xs = np.arange(L + 1)
