@@ -115,7 +115,10 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
 @torch.no_grad()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--references", required=True, help="reference .npz (see above)")
+    ap.add_argument("--references", help="reference .npz (see above)")
+    ap.add_argument("--combine", nargs="+", metavar="CSV",
+                    help="instead of running: merge results.csv files of runs made in parts "
+                    "(e.g. images split across processes) into --out")
     ap.add_argument("--images", default="dogcat,shark", help="comma-separated names, or 'all'")
     ap.add_argument("--grid", type=int, default=14)
     ap.add_argument("--budgets", default="100,250,500", help="samples per channel, comma-separated")
@@ -129,6 +132,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # a script's own choice, not the library's
+    if args.combine:
+        rows = [_typed(r) for path in args.combine for r in csv.DictReader(open(path))]
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            write(Path(args.out), rows)
+        print(summarise(rows))
+        return
+    if not args.references:
+        ap.error("--references is required (or --combine)")
 
     refs = np.load(args.references)
     names = sorted({k.split("__")[0] for k in refs.files if "__input" in k})
@@ -170,6 +182,10 @@ def main() -> None:
         if out:  # after every image, so a long run can be read (or resumed by hand) midway
             write(out, rows)
     print(summarise(rows))
+
+
+def _typed(row: Dict[str, str]) -> Dict[str, object]:
+    return {k: (v if k in ("image", "scheme", "estimator") else float(v) if "." in v else int(v)) for k, v in row.items()}
 
 
 def write(out: Path, rows: List[Dict[str, object]]) -> None:

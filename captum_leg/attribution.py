@@ -291,8 +291,9 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         additional_forward_args: Optional[object] = None,
         *,
         lams: Sequence[float],
+        return_standard_error: bool = False,
         **kwargs: Any,
-    ) -> InputType:
+    ) -> Union[InputType, Tuple[InputType, InputType]]:
         r"""LEG-TV maps for several lambdas from one set of samples.
 
         Args:
@@ -303,22 +304,32 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         ``lam -> 0``, with no linear program), so
                         ``lams=[0, 0.1, 0.3]`` returns the LEG map and two LEG-TV maps
                         from the same samples.
-            **kwargs: Any keyword argument of :meth:`attribute` except ``penalty``,
-                        ``lam`` and ``return_standard_error``.
+            return_standard_error (bool, optional): Also return the standard error of
+                        the estimate the maps are fed (shaped like the inputs: the error
+                        of the ``lam = 0`` map; LEG-TV maps have none of their own).
+                        Default: False
+            **kwargs: Any other keyword argument of :meth:`attribute` except
+                        ``penalty`` and ``lam``.
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]*: for each input, the maps stacked along a
-            new leading dimension, ``(len(lams), *input.shape)``.
+            new leading dimension, ``(len(lams), *input.shape)``; with
+            ``return_standard_error`` a pair ``(maps, standard_errors)``.
         """
         with torch.no_grad():
-            for name in ("penalty", "lam", "return_standard_error"):
+            for name in ("penalty", "lam"):
                 if name in kwargs:
                     raise TypeError(f"attribute_tv_path: {name!r} is not an argument here (lams sets the lambdas)")
             lam_values = checks.check_lams("lams", lams, sequence=True)
+            checks.check_bool("return_standard_error", return_standard_error)
             call = self._prepare(inputs, target, additional_forward_args, tv=True, **kwargs)
-            estimates = self._sample(call, track_error=False)
+            estimates = self._sample(call, track_error=return_standard_error)
             maps = self._tv(call, _block_maps(call.plan, estimates, "coef"), lam_values)
-            return _format(call, _upsample(call, maps))
+            path = _format(call, _upsample(call, maps))
+            if return_standard_error:
+                se = _upsample(call, _block_maps(call.plan, estimates, "standard_error"))
+                return path, _format(call, se)
+            return path
 
     def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("LinearlyEstimatedGradient does not support attribute_future")
@@ -379,10 +390,11 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         per_unit = 2 if antithetic else 1
         need = max(est_cls.min_units(g, not antithetic) for g in plan.groups) * per_unit
         if n_samples < need:
+            cells = max(g.p for g in plan.groups)
+            hint = "more samples" if estimator == "ridge" else "more samples, a coarser grid_size or estimator='ridge'"
             raise ValueError(
                 f"n_samples: estimator={estimator!r} needs at least {need} samples per "
-                f"perturbed channel here (up to {max(g.p for g in plan.groups)} cells), got {n_samples}; use "
-                "more samples, a coarser grid_size or estimator='ridge'"
+                f"perturbed channel here (up to {cells} cells), got {n_samples}; use {hint}"
             )
         for g in plan.groups:
             limit = est_cls.for_group(g).max_dense_features

@@ -217,17 +217,38 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="torch device, e.g. cpu, cuda:0 (default: cuda:LOCAL_RANK if available, else cpu)")
 
 
-def _add_leg_args(p: argparse.ArgumentParser, n_default: int = 200) -> None:
+def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None) -> None:
+    from captum_leg.attribution import DEFAULT_ESTIMATOR, DEFAULT_N_SAMPLES, DEFAULT_SAMPLING
+    from captum_leg.estimators import estimator_names
+
+    n_text = n_default if n_default is not None else f"{DEFAULT_N_SAMPLES}, LEG's own"
     g = p.add_argument_group("LEG")
-    g.add_argument("--n-samples", type=int, default=n_default, metavar="N", help=f"perturbations per input channel; cost C*N+1 forwards per image, 3N+1 for RGB (default {n_default})")
+    g.add_argument("--n-samples", type=int, default=n_default, metavar="N", help=f"perturbations per input channel; cost 3N forwards per RGB image with antithetic pairs, 3N+1 with gaussian sampling (default {n_text})")
     g.add_argument("--noise-level", type=float, default=None, metavar="S", help="noise scale in input units (default 0.09 for imagenet inputs, 0.02 for unit)")
-    g.add_argument("--grid-size", type=int, default=28, metavar="K", help="perturbation grid K x K cells (default 28)")
+    g.add_argument("--grid-size", type=int, default=None, metavar="K", help="perturbation grid K x K cells (default 14, LEG's own)")
+    g.add_argument("--estimator", choices=estimator_names(), default=DEFAULT_ESTIMATOR, help=f"how cell gradients are estimated (default {DEFAULT_ESTIMATOR})")
+    g.add_argument("--sampling", choices=("antithetic", "gaussian"), default=DEFAULT_SAMPLING, help=f"perturbation scheme (default {DEFAULT_SAMPLING})")
+    g.add_argument("--target-precision", type=float, default=None, metavar="R", help="sample in rounds until the relative standard error is at most R (N is then the cap)")
     g.add_argument("--penalty", choices=("none", "tv"), default="none", help="'tv' gives LEG-TV (default none: plain LEG)")
     g.add_argument("--lam", type=float, nargs="+", default=[0.1], metavar="LAM", help="LEG-TV sparsity level(s) in (0, 1); several reuse the samples (default 0.1)")
     g.add_argument("--solver", default="auto", help="LEG-TV solver backend (default auto)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--batch-size", type=int, default=4, metavar="B", help="images explained together (default 4)")
     g.add_argument("--perturbations-per-eval", type=int, default=64, metavar="P", help="perturbed images per forward pass (default 64)")
+
+
+def _leg_options(args) -> Dict[str, Any]:
+    """``attribute``'s keyword arguments set by the LEG options (None: LEG's default)."""
+    opts: Dict[str, Any] = dict(
+        noise_level=_noise_level(args), estimator=args.estimator, sampling=args.sampling,
+        target_precision=args.target_precision, solver=args.solver,
+        perturbations_per_eval=args.perturbations_per_eval, seed=args.seed,
+    )
+    if args.n_samples is not None:
+        opts["n_samples"] = args.n_samples
+    if args.grid_size is not None:
+        opts["grid_size"] = args.grid_size
+    return opts
 
 
 def _noise_level(args) -> float:
@@ -316,6 +337,9 @@ def explain_settings(args: argparse.Namespace, image: Path) -> Dict[str, Any]:
         "n_samples": args.n_samples,
         "noise_level": _noise_level(args),
         "grid_size": args.grid_size,
+        "estimator": args.estimator,
+        "sampling": args.sampling,
+        "target_precision": args.target_precision,
         "penalty": args.penalty,
         "seed": args.seed,
     }
@@ -392,7 +416,7 @@ def cmd_explain(args) -> int:
     model = load_model(args.model, device)
     leg = LEG(model)
     penalty = None if args.penalty == "none" else "tv"
-    lam: Any = args.lam if len(args.lam) > 1 else args.lam[0]
+    common = _leg_options(args)
     t_start = time.perf_counter()
     batches = [todo[i : i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
     for batch in _progress(batches, "explain", len(batches), not args.no_progress):
@@ -402,22 +426,15 @@ def cmd_explain(args) -> int:
             logits = model(xs)
         _check_target(args, logits.shape[-1])
         target = logits.argmax(-1) if args.target is None else torch.full((len(batch),), args.target, device=device)
-        a = leg.attribute(
-            xs,
-            target=target,
-            n_samples=args.n_samples,
-            noise_level=_noise_level(args),
-            grid_size=args.grid_size,
-            penalty=penalty,
-            lam=lam,
-            solver=args.solver,
-            perturbations_per_eval=args.perturbations_per_eval,
-            seed=args.seed,
-        )
+        several = penalty is not None and len(args.lam) > 1
+        if several:  # one set of samples for every lambda: (L, N, C, S, S)
+            a = leg.attribute_tv_path(xs, target=target, lams=args.lam, **common)
+        else:
+            a = leg.attribute(xs, target=target, penalty=penalty, lam=args.lam[0], **common)
         dt = (time.perf_counter() - t0) / len(batch)
         for j, (f, n) in enumerate(batch):
-            arr = (a[:, j] if a.dim() == 5 else a[j]).detach().float().cpu().numpy()
-            if a.dim() == 5:
+            arr = (a[:, j] if several else a[j]).detach().float().cpu().numpy()
+            if several:
                 maps = {f"LEG-TV lam={l}": arr[k] for k, l in enumerate(args.lam)}
             else:
                 maps = {"LEG-TV" if penalty else "LEG": arr}
@@ -463,7 +480,7 @@ def cmd_evaluate(args) -> int:
     x = torch.cat([to_model_input(load_image(f), args.image_size, args.normalize) for f in files]).to(device)
     with torch.no_grad():
         target = model(x).argmax(-1)
-    budget = 3 * args.n_samples + 1
+    budget = 3 * args.n_samples + (args.sampling == "gaussian")  # LEG's own cost per RGB image
     pixel_space = args.normalize
     maps: Dict[str, Tensor] = {}
     costs: Dict[str, int] = {}
@@ -471,7 +488,8 @@ def cmd_evaluate(args) -> int:
     for m in args.methods:
         spec = build_method(
             m, model, budget, noise_level=_noise_level(args), grid_size=args.grid_size, lam=args.lam[0],
-            perturbations_per_eval=args.perturbations_per_eval, leg_kwargs={"solver": args.solver} if m.startswith("leg") else None,
+            perturbations_per_eval=args.perturbations_per_eval,
+            leg_kwargs=dict(solver=args.solver, estimator=args.estimator, sampling=args.sampling) if m.startswith("leg") else None,
         )
         costs[m] = spec.cost
         # cache key: the method and every setting that changes its maps
@@ -613,33 +631,35 @@ def cmd_demo(args) -> int:
     cls = int(prob.argmax())
     _log(f"predicted class {cls} (p = {float(prob[0, cls]):.3f}); model loaded in {time.perf_counter() - t0:.1f} s")
     leg = LEG(model)
-    # Grid 14 and antithetic pairs: on this model, 28 x 28 cells at n = 500 are at noise
-    # level (see docs/method.md, "Choosing n and the grid").
-    common = dict(
-        target=cls, n_samples=args.n_samples, grid_size=args.grid_size, sampling="antithetic",
-        seed=args.seed, perturbations_per_eval=args.perturbations_per_eval,
-    )
+    # LEG at its defaults; lam 0 is the estimate itself, so LEG and both LEG-TV maps come
+    # from one set of samples, and the standard error is the estimate's.
+    kw: Dict[str, Any] = dict(seed=args.seed, perturbations_per_eval=args.perturbations_per_eval)
+    if args.n_samples is not None:
+        kw["n_samples"] = args.n_samples
+    if args.grid_size is not None:
+        kw["grid_size"] = args.grid_size
     t1 = time.perf_counter()
-    a_leg, se = leg.attribute(x, return_standard_error=True, **common)
+    path, se = leg.attribute_tv_path(x, target=cls, lams=[0.0, 0.1, 0.3], return_standard_error=True, **kw)
     t2 = time.perf_counter()
-    a_tv = leg.attribute(x, penalty="tv", lam=[0.1, 0.3], **common)  # same seed: same samples
-    t3 = time.perf_counter()
-    z = (a_leg / se)[0]
+    run = leg.last_run
+    z = (path[0] / se)[0]
     significant = float((z.abs() > 2).float().mean())
     _log(
-        f"LEG: {t2 - t1:.1f} s; LEG-TV (lam 0.1, 0.3): {t3 - t2:.1f} s; n = {args.n_samples} per "
-        f"channel, grid {args.grid_size}; {100 * significant:.1f}% of cells have |LEG / SE| > 2 "
-        "(noise alone: 4.6%)"
+        f"LEG and LEG-TV (lam 0.1, 0.3): {t2 - t1:.1f} s for {run.forward_passes} forward passes "
+        f"({run.samples_per_channel} per channel); relative standard error "
+        f"{float(run.relative_standard_error[0]):.2f}; {100 * significant:.1f}% of cells have "
+        "|LEG / SE| > 2 (noise alone: 4.6%)"
     )
     maps = {
-        "LEG": a_leg[0].cpu().numpy(),
+        "LEG": path[0, 0].cpu().numpy(),
         "|LEG / standard error|": z.abs().amax(0).cpu().numpy(),
-        "LEG-TV lam=0.1": a_tv[0, 0].cpu().numpy(),
-        "LEG-TV lam=0.3": a_tv[1, 0].cpu().numpy(),
+        "LEG-TV lam=0.1": path[1, 0].cpu().numpy(),
+        "LEG-TV lam=0.3": path[2, 0].cpu().numpy(),
     }
     fig = _picture(_unit_image(x, "imagenet"), maps)
     fig.suptitle(
-        f"EfficientNet-Lite0, class {cls}, n = {args.n_samples} per channel, grid {args.grid_size}",
+        f"EfficientNet-Lite0, class {cls}, n = {run.samples_per_channel} per channel, "
+        f"relative SE {float(run.relative_standard_error[0]):.2f}",
         y=1.06,
     )
     _save_figure(fig, out)
@@ -672,8 +692,8 @@ def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argume
                        "(|LEG / standard error|) and LEG-TV (lam 0.1, 0.3).",
                        epilog="example:\n  captum-leg demo --out chelsea.png")
     d.add_argument("--out", required=True, metavar="FILE.png", help="picture to write")
-    d.add_argument("--n-samples", type=int, default=500, metavar="N", help="perturbations per channel (default 500)")
-    d.add_argument("--grid-size", type=int, default=14, metavar="K", help="cells per side (default 14)")
+    d.add_argument("--n-samples", type=int, default=None, metavar="N", help="perturbations per channel (default: LEG's, 2000)")
+    d.add_argument("--grid-size", type=int, default=None, metavar="K", help="cells per side (default: LEG's, 14)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--perturbations-per-eval", type=int, default=64, metavar="P")
     d.add_argument("--device", help="torch device (default cuda if available, else cpu)")
@@ -695,7 +715,7 @@ def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argume
     e.set_defaults(func=cmd_explain)
 
     v = sub.add_parser("evaluate", help="key-size table and sensitivity plot for LEG and Captum methods", formatter_class=fmt,
-                       description="Compute maps of several methods at one forward-pass budget (3N+1 per image, N = "
+                       description="Compute maps of several methods at one forward-pass budget (3N per image with antithetic pairs, 3N+1 gaussian, N = "
                        "--n-samples), then the key size (smallest fraction of most-salient pixels whose masking "
                        "changes the prediction) per method and mask, and the sensitivity curve. Writes key_size.csv/.md, "
                        "key_size_wide.md, key_size_per_image.csv, sensitivity.png/.npz, timings.csv and caches maps "

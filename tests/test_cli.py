@@ -319,7 +319,11 @@ def test_torchrun_shards_images_across_two_processes(tmp_path):
 def test_parser_defaults_are_documented():
     p = build_parser()
     args = p.parse_args(["explain", "x.jpg", "--out", "o"])
-    assert args.n_samples == 200 and args.lam == [0.1] and args.penalty == "none" and args.seed == 0
+    # None: LEG's own defaults (the same map as LEG(model).attribute(x, target=c))
+    assert args.n_samples is None and args.grid_size is None and args.lam == [0.1]
+    assert args.penalty == "none" and args.seed == 0
+    assert (args.estimator, args.sampling, args.target_precision) == ("ridge", "antithetic", None)
+    assert "2000" in p._subparsers._group_actions[0].choices["explain"].format_help()
     args = p.parse_args(["evaluate", "x", "--out", "o"])
     assert "leg" in args.methods and args.masks == ["mean", "black", "white", "noise", "shift"]
 
@@ -341,7 +345,7 @@ def test_evaluate_writes_tables_and_plot(tmp_path, capsys):
     assert {r["method"] for r in rows} == {"leg", "lime", "saliency", "gradcam"}
     for r in rows:
         assert 0 < float(r["mean"]) <= 1 and 0 < float(r["median"]) <= 1
-    assert {r["cost"] for r in rows if r["method"] in ("leg", "lime")} == {"13"}
+    assert {r["cost"] for r in rows if r["method"] in ("leg", "lime")} == {"12"}  # 3 x 4, antithetic
     z = np.load(out / "sensitivity.npz")
     assert z["fractions"].shape == (5,) and z["leg_probability"].shape == (2, 5)
     # a rerun reuses the cached maps
@@ -371,7 +375,7 @@ def test_demo_runs_and_reports(tmp_path, capsys):
     pytest.importorskip("skimage")
     pytest.importorskip("efficientnet_lite_pytorch")
     out = tmp_path / "demo.png"
-    assert main(["demo", "--out", str(out), "--n-samples", "2"]) == 0
+    assert main(["demo", "--out", str(out), "--n-samples", "4"]) == 0
     log = capsys.readouterr().out
-    assert "predicted class" in log and str(out.resolve()) in log and "LEG:" in log
+    assert "predicted class" in log and str(out.resolve()) in log and "LEG and LEG-TV" in log and "forward passes" in log
     assert out.stat().st_size > 5000
