@@ -90,10 +90,10 @@ def leg_tv_vs_leg(device: str, n_images: int = 16, n_samples: int = 500) -> Tupl
     kw = dict(target=0, n_samples=n_samples, seed=0)
     leg.attribute(x[:1], n_samples=8, target=0, seed=0)  # warm-up
     times = []
-    for extra in ({}, dict(penalty="tv", lam=[0.1, 0.3], solver="auto")):
+    for call in (lambda: leg.attribute(x, **kw), lambda: leg.attribute_tv_path(x, lams=[0.1, 0.3], solver="auto", **kw)):
         _sync(device)
         t0 = time.perf_counter()
-        leg.attribute(x, **kw, **extra)
+        call()
         _sync(device)
         times.append(time.perf_counter() - t0)
     return times[0], times[1], what

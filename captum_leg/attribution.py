@@ -76,8 +76,8 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
     relative distance ``lam`` of it (a linear program): sparse, piecewise-constant maps.
 
     Each channel of each input is perturbed on its own (the paper's scheme), so an
-    input with ``C`` channels costs ``C * n_samples`` forward passes plus one,
-    evaluated ``perturbations_per_eval`` at a time. All examples of a batch share the
+    input with ``C`` channels costs ``C * n_samples`` forward passes (plus one with
+    Gaussian sampling), evaluated ``perturbations_per_eval`` at a time. All examples of a batch share the
     perturbations, so an example's map does not depend on the batch it came in.
 
     Inputs are ``(N, C, *spatial)`` with one or more spatial axes: signals
@@ -159,7 +159,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
             n_samples (int, optional): Perturbations per channel (``n`` of the
                         method; an antithetic pair counts two). With
                         ``target_precision`` it is the most that will be spent.
-                        Default: 2000 (an RGB image costs 6001 forward passes)
+                        Default: 2000 (an RGB image costs 6000 forward passes)
             noise_level (float or sequence of float, optional): The noise scale ``s``,
                         in the units of the input tensor; each cell's perturbation has
                         standard deviation about ``2 s``. A sequence gives one level
@@ -179,14 +179,16 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         the most precise, any ``n``), "least_squares" (needs more
                         samples than cells; exact for linear models) or "moment" (the
                         paper's closed form). All three estimate the same quantity.
-                        Regression estimators form ``P x P`` matrices and are limited
-                        to :data:`captum_leg.estimators.MAX_DENSE_FEATURES` cells per
-                        perturbed channel; use "moment" on finer grids.
+                        The regression estimators form ``P x P`` matrices up to
+                        :data:`captum_leg.estimators.MAX_DENSE_FEATURES` cells per
+                        perturbed channel; above it "ridge" runs in a structured
+                        ``O(P log P)`` form and "least_squares" is refused.
                         Default: "ridge"
             sampling (str, optional): "gaussian" (independent draws) or
                         "antithetic" (symmetric pairs ``X, -X``; ``n_samples`` must be
-                        even). Pairs cancel the even part of the model around ``x0``.
-                        Default: "gaussian"
+                        even). Pairs cancel the even part of the model around ``x0``,
+                        which makes maps of real networks markedly more precise.
+                        Default: "antithetic"
             perturb (str, optional): "channel" perturbs one channel at a time (the
                         paper's scheme; the estimand of each channel is its gradient
                         with the other channels unperturbed), "joint" perturbs all

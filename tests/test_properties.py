@@ -18,6 +18,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from captum_leg import LEG  # noqa: E402
+from captum_leg.grid import cell_index, get_grid  # noqa: E402
 
 CLASSES = 3
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -101,6 +102,42 @@ def _check(model: nn.Module, x: Tensor, kwargs: dict) -> None:
         torch.testing.assert_close(alone[0], attr[i], rtol=tol, atol=tol * scale)
 
 
+def _cell_maps(attr: Tensor, grid_size) -> Tensor:
+    """``(N, C, k1, k2)`` cell values (element maps summed over each cell)."""
+    k1, k2 = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+    rows = torch.nn.functional.one_hot(cell_index(attr.shape[-2], k1), k1).to(attr.dtype)
+    cols = torch.nn.functional.one_hot(cell_index(attr.shape[-1], k2), k2).to(attr.dtype)
+    return torch.einsum("nchw,hi,wj->ncij", attr, rows, cols)
+
+
+def _check_tv(model: nn.Module, x: Tensor, kwargs: dict) -> None:
+    """LEG-TV's LP may have several optima, so an example alone must give *an* optimum of
+    the batch's problem: feasible for the batch's estimate, with the same total variation."""
+    original = x.clone()
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("penalty", "lam")}
+    lam = kwargs["lam"] if "lam" in kwargs else 0.1
+    path = LEG(model).attribute_tv_path(x, lams=[0, lam], **kwargs)
+    assert torch.equal(x, original), "the input was modified"
+    assert path.shape == (2, *x.shape) and path.dtype == x.dtype and torch.isfinite(path).all()
+    k = kwargs["grid_size"]
+    estimate, tv = (_cell_maps(m.double(), k) for m in path)
+    grid = get_grid(tuple(estimate.shape[-2:]), torch.device("cpu"), torch.float64)
+    s = kwargs["noise_level"]
+    bound = lam * grid.pinv_t(grid.covariance(estimate, s)).abs().amax(dim=-1)
+    tol = 1e-3 if x.dtype == torch.float32 else 1e-5
+    for i in range(x.shape[0]):
+        alone = LEG(model).attribute(
+            x[i : i + 1], **{**kwargs, "target": _one(kwargs["target"], i)}, penalty="tv", lam=lam
+        )
+        g = _cell_maps(alone.double(), k)[0]
+        slack = grid.pinv_t(grid.covariance(g - estimate[i], s)).abs().amax(dim=-1)
+        scale = float(bound[i].max()) + 1e-12
+        assert (slack <= bound[i] + tol * scale).all(), "not feasible for the batch's problem"
+        tv_alone = grid.diff(g).abs().sum(dim=-1)
+        tv_batch = grid.diff(tv[i]).abs().sum(dim=-1)
+        torch.testing.assert_close(tv_alone, tv_batch, rtol=tol, atol=tol * (float(tv_batch.max()) + 1e-12))
+
+
 @SETTINGS
 @given(problems())
 def test_leg_shape_dtype_input_untouched_and_batch_invariance(problem):
@@ -110,4 +147,4 @@ def test_leg_shape_dtype_input_untouched_and_batch_invariance(problem):
 @settings(max_examples=12, deadline=None)
 @given(problems(penalty="tv"))
 def test_leg_tv_shape_dtype_input_untouched_and_batch_invariance(problem):
-    _check(*problem)
+    _check_tv(*problem)
