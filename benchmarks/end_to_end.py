@@ -17,6 +17,7 @@ import skimage.data
 import torch
 
 from captum_leg import LEG
+from captum_leg.attribution import default_perturbations_per_eval
 from captum_leg.models import load_efficientnet_lite0, preprocess
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=None, help="per channel (default: LEG's)")
     ap.add_argument("--grid", type=int, default=None, help="cells per axis (default: LEG's)")
     ap.add_argument("--lam", type=float, nargs="+", default=[0.1, 0.3])
-    ap.add_argument("--ppe", type=int, default=64, help="perturbations_per_eval")
+    ap.add_argument("--ppe", type=int, default=None, help="perturbations_per_eval (default: LEG's)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -33,14 +34,15 @@ def main() -> None:
     x = preprocess(skimage.data.chelsea(), device=device)
     with torch.no_grad():
         target = int(model(x).argmax())
-    batch = x.repeat(args.ppe, 1, 1, 1)
+    ppe = args.ppe or default_perturbations_per_eval([x])
+    batch = x.repeat(ppe, 1, 1, 1)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     leg = LEG(model)
-    options = dict(n_samples=args.n_samples, grid_size=args.grid, perturbations_per_eval=args.ppe, seed=0)
+    options = dict(n_samples=args.n_samples, grid_size=args.grid, perturbations_per_eval=ppe, seed=0)
     with torch.no_grad():
         model(batch)  # warm-up
     sync()
@@ -59,7 +61,7 @@ def main() -> None:
         t0 = time.perf_counter()
         done = 0
         while done < n_forward:
-            k = min(args.ppe, n_forward - done)
+            k = min(ppe, n_forward - done)
             model(batch[:k])
             done += k
         sync()
@@ -67,7 +69,7 @@ def main() -> None:
     rows.insert(0, ("forward passes alone", t_forward, ""))
     print(f"device={device} threads={torch.get_num_threads()} target={target} "
           f"n={run.samples_per_channel}/channel forward passes={n_forward} "
-          f"relative SE={float(run.relative_standard_error[0]):.3f}")
+          f"relative SE={float(run.relative_standard_error[0]):.3f} perturbations_per_eval={ppe}")
     print(f"{'what':<34}{'time [s]':>10}{'ratio':>8}  output")
     for name, t, shape in rows:
         print(f"{name:<34}{t:>10.2f}{t / t_forward:>8.3f}  {shape}")

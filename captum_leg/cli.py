@@ -234,7 +234,7 @@ def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None) -
     g.add_argument("--solver", default="auto", help="LEG-TV solver backend (default auto)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--batch-size", type=int, default=4, metavar="B", help="images explained together (default 4)")
-    g.add_argument("--perturbations-per-eval", type=int, default=64, metavar="P", help="perturbed images per forward pass (default 64)")
+    g.add_argument("--perturbations-per-eval", type=int, default=None, metavar="P", help="perturbed images per forward pass (default: LEG's, 64 on a GPU, about 8 MiB of input per call on the CPU)")
 
 
 def _leg_options(args) -> Dict[str, Any]:
@@ -258,6 +258,9 @@ def _noise_level(args) -> float:
 
     return DEFAULT_NOISE_LEVEL if args.normalize == "imagenet" else UNIT_NOISE_LEVEL
 
+
+# masked images per forward call in key size and sensitivity when --perturbations-per-eval is unset
+MASK_BATCH = 16
 
 _POSITIVE_INTS = ("n_samples", "batch_size", "perturbations_per_eval", "grid_size", "image_size",
                   "n_images", "limit", "epochs", "sensitivity_steps")
@@ -519,7 +522,7 @@ def cmd_evaluate(args) -> int:
     for mask in args.masks:
         for m in args.methods:
             t0 = time.perf_counter()
-            ks = key_size(model, x, maps[m], target, mask, fractions, pixel_space=pixel_space, batch_size=args.perturbations_per_eval, seed=args.seed).cpu()
+            ks = key_size(model, x, maps[m], target, mask, fractions, pixel_space=pixel_space, batch_size=args.perturbations_per_eval or MASK_BATCH, seed=args.seed).cpu()
             for n, k in zip(names, ks.tolist()):
                 per_image.append(dict(image=n, method=m, mask=mask, key_size=k))
             summary.append(dict(method=m, mask=mask, mean=float(ks.mean()), median=float(ks.median()), n_images=len(ks), cost=costs[m]))
@@ -542,7 +545,7 @@ def cmd_evaluate(args) -> int:
 
     fr = np.linspace(0, args.sensitivity_max, args.sensitivity_steps + 1)
     curves = {
-        m: sensitivity_curve(model, x, maps[m], target, args.sensitivity_mask, fr, pixel_space=pixel_space, batch_size=args.perturbations_per_eval, seed=args.seed)
+        m: sensitivity_curve(model, x, maps[m], target, args.sensitivity_mask, fr, pixel_space=pixel_space, batch_size=args.perturbations_per_eval or MASK_BATCH, seed=args.seed)
         for m in args.methods
     }
     fig = plot_sensitivity(curves, None, title=f"{args.sensitivity_mask} mask, {len(files)} images")
@@ -695,7 +698,7 @@ def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argume
     d.add_argument("--n-samples", type=int, default=None, metavar="N", help="perturbations per channel (default: LEG's, 2000)")
     d.add_argument("--grid-size", type=int, default=None, metavar="K", help="cells per side (default: LEG's, 14)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--perturbations-per-eval", type=int, default=64, metavar="P")
+    d.add_argument("--perturbations-per-eval", type=int, default=None, metavar="P", help="perturbed images per forward pass (default: LEG's)")
     d.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     d.set_defaults(func=cmd_demo)
 

@@ -175,6 +175,25 @@ def test_batch_invariance_and_perturbations_per_eval() -> None:
         torch.testing.assert_close(leg.attribute(x, perturbations_per_eval=ppe, **anti), ref)
 
 
+def test_default_perturbations_per_eval_bounds_cpu_calls() -> None:
+    from captum_leg.attribution import CPU_CALL_BYTES, default_perturbations_per_eval
+
+    image = torch.zeros(1, 3, 224, 224)
+    assert default_perturbations_per_eval([image]) == CPU_CALL_BYTES // image.nbytes == 13
+    assert default_perturbations_per_eval([torch.zeros(4, 3, 224, 224)]) == 3
+    assert default_perturbations_per_eval([torch.zeros(1, 1, 100)]) == 64
+    assert default_perturbations_per_eval([torch.zeros(64, 3, 512, 512)]) == 1
+    # the forward calls LEG makes by default stay within the bound
+    sizes = []
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        return x.flatten(1).sum(1, keepdim=True)
+
+    LEG(model).attribute(torch.rand(2, 3, 160, 160), target=0, n_samples=40, grid_size=4, seed=0)
+    assert max(sizes) * 3 * 160 * 160 * 4 <= CPU_CALL_BYTES and max(sizes) > 2
+
+
 def test_seeds_are_reproducible_and_leave_the_global_rng_alone() -> None:
     model, _, x = linear_setup()
     leg = LEG(model)

@@ -95,7 +95,7 @@ def build_method(
     lam: float = 0.1,
     feature_grid: int = 14,
     layer: Optional[nn.Module] = None,
-    perturbations_per_eval: int = 64,
+    perturbations_per_eval: Optional[int] = None,
     leg_kwargs: Optional[Dict[str, Any]] = None,
 ) -> MethodSpec:
     """Configure a method of :data:`METHOD_NAMES` for a forward-pass budget per image.
@@ -108,7 +108,8 @@ def build_method(
         noise_level, grid_size, lam: LEG / LEG-TV settings.
         feature_grid: cells per side of Lime/KernelShap's feature mask.
         layer: GradCAM layer (default: the last ``nn.Conv2d``).
-        perturbations_per_eval: batch size of perturbation methods.
+        perturbations_per_eval: batch size of perturbation methods (None: LEG's own
+            choice for LEG, 16 for the others).
         leg_kwargs: extra keyword arguments for ``LEG.attribute``.
 
     Returns:
@@ -123,6 +124,7 @@ def build_method(
     if budget < GRAD_COST:
         raise ValueError(f"budget must be >= {GRAD_COST}, got {budget}")
 
+    batch = perturbations_per_eval or 16
     if name in ("leg", "leg-tv"):
         from captum_leg import LEG  # late import: the core may be absent in partial installs
 
@@ -164,7 +166,7 @@ def build_method(
                         baselines=0.0,
                         feature_mask=fm,
                         n_samples=budget,
-                        perturbations_per_eval=perturbations_per_eval,
+                        perturbations_per_eval=batch,
                     ),
                 )
                 for i in range(x.shape[0])
@@ -181,7 +183,7 @@ def build_method(
 
         def fn(x: Tensor, t: Tensor, seed: Optional[int] = None) -> Tensor:
             return algo.attribute(
-                x, target=t, baselines=0.0, n_steps=steps, internal_batch_size=perturbations_per_eval
+                x, target=t, baselines=0.0, n_steps=steps, internal_batch_size=batch
             ).detach()
 
         return MethodSpec(name, GRAD_COST * steps, dict(n_steps=steps, baselines=0.0), fn)
@@ -211,7 +213,7 @@ def build_method(
                     x,
                     nt_type="smoothgrad",
                     nt_samples=samples,
-                    nt_samples_batch_size=max(1, perturbations_per_eval // max(1, x.shape[0])),
+                    nt_samples_batch_size=max(1, batch // max(1, x.shape[0])),
                     stdevs=sd,
                     target=t,
                     abs=True,
