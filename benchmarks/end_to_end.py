@@ -42,7 +42,11 @@ def main() -> None:
             torch.cuda.synchronize()
 
     leg = LEG(model)
-    options = dict(n_samples=args.n_samples, grid_size=args.grid, perturbations_per_eval=ppe, seed=0)
+    options = dict(perturbations_per_eval=ppe, seed=0)
+    if args.n_samples is not None:
+        options["n_samples"] = args.n_samples
+    if args.grid is not None:
+        options["grid_size"] = args.grid
     with torch.no_grad():
         model(batch)  # warm-up
     sync()

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from captum_leg import LEG
+from captum_leg.attribution import default_perturbations_per_eval
 
 
 def small_cnn() -> torch.nn.Module:
@@ -91,22 +92,23 @@ def run_case(
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=gen).to(device)
     leg = LEG(model)
+    ppe = args.ppe or default_perturbations_per_eval([x])
     channels = shape[1]
-    n_forward = channels * args.n_samples + 1
-    noise = 0.1 * torch.randn(args.ppe, *shape[1:], generator=gen).to(device)
-    batch = x.repeat(args.ppe, *([1] * (len(shape) - 1))) + noise
+    n_forward = channels * args.n_samples  # antithetic pairs, the default (Gaussian: one more)
+    noise = 0.1 * torch.randn(ppe, *shape[1:], generator=gen).to(device)
+    batch = x.repeat(ppe, *([1] * (len(shape) - 1))) + noise
 
     def bare() -> None:
         with torch.no_grad():
             done = 0
             while done < n_forward:
-                k = min(args.ppe, n_forward - done)
+                k = min(ppe, n_forward - done)
                 model(batch[:k])
                 done += k
 
     def attribute(**kw) -> None:
         leg.attribute(x, target=3, n_samples=args.n_samples, grid_size=grid,
-                      perturbations_per_eval=args.ppe, seed=0, **kw)
+                      perturbations_per_eval=ppe, seed=0, **kw)
 
     bare()  # warm-up
     t_bare = timed(bare, args.repeats, device)
@@ -120,14 +122,14 @@ def run_case(
         variants: Dict[str, Dict[str, object]] = {
             f"LEG {est}": {},
             f"LEG {est} + SE": {"return_standard_error": True},
-            f"LEG {est} antithetic": {"sampling": "antithetic"},
+            f"LEG {est} gaussian": {"sampling": "gaussian"},
         }
         for label, kw in variants.items():
             t = timed(lambda kw=kw: attribute(estimator=est, **kw), args.repeats, device)
             rows.append((label, f"{t:>10.3f}{t / t_bare:>8.3f}"))
     cells = "x".join([str(grid)] * (len(shape) - 2))
     print(f"\n{name}: input {tuple(shape)} grid {cells} n={args.n_samples}/channel "
-          f"forward passes={n_forward} ppe={args.ppe}")
+          f"forward passes={n_forward} ppe={ppe}")
     print(f"{'what':<28}{'time [s]':>10}{'ratio':>8}")
     for label, text in rows:
         print(f"{label:<28}{text}")
@@ -141,7 +143,7 @@ def main() -> None:
     ap.add_argument("--signal-grid", type=int, default=1000)
     ap.add_argument("--volume-grid", type=int, default=16)
     ap.add_argument("--estimators", default="ridge,moment")
-    ap.add_argument("--ppe", type=int, default=64, help="perturbations_per_eval")
+    ap.add_argument("--ppe", type=int, default=None, help="perturbations_per_eval (default: LEG's for the input)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
