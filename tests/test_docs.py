@@ -139,34 +139,29 @@ def test_sphinx_build(tmp_path):
         assert "cdn" not in " ".join(re.findall(r"<script\b[^>]*>", html, re.I)).lower(), page
 
 
-def test_sphinx_build_fails_on_a_broken_page(tmp_path):
+def _build_one_page(tmp_path, index_md: str) -> subprocess.CompletedProcess:
+    """Build a site of one page with the project's conf.py and extensions."""
     _needs_docs_extra()
     src = tmp_path / "src"
     (src / "_static").mkdir(parents=True)
     (src / "conf.py").write_text((DOCS / "conf.py").read_text())
     shutil.copytree(DOCS / "_ext", src / "_ext")
-    (src / "index.md").write_text("# Broken\n\nSee {doc}`no_such_page`.\n")
-    proc = subprocess.run(
+    (src / "index.md").write_text(index_md)
+    return subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q",
          str(src), str(tmp_path / "html")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
+
+
+def test_sphinx_build_fails_on_a_broken_page(tmp_path):
+    proc = _build_one_page(tmp_path, "# Broken\n\nSee {doc}`no_such_page`.\n")
     assert proc.returncode != 0
     assert "no_such_page" in proc.stderr
 
 
 def test_maths_latex2mathml_cannot_render_fails_the_build(tmp_path):
-    _needs_docs_extra()
-    src = tmp_path / "src"
-    (src / "_static").mkdir(parents=True)
-    (src / "conf.py").write_text((DOCS / "conf.py").read_text())
-    shutil.copytree(DOCS / "_ext", src / "_ext")
-    (src / "index.md").write_text("# Maths\n\nFine: $\\big\\lVert x \\big\\rVert$. Unknown: $\\notacommand x$.\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q",
-         str(src), str(tmp_path / "html")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+    proc = _build_one_page(tmp_path, "# Maths\n\nFine: $\\big\\lVert x \\big\\rVert$. Unknown: $\\notacommand x$.\n")
     assert proc.returncode != 0
     assert "maths left unrendered (\\notacommand)" in proc.stderr
     assert "lVert" not in proc.stderr  # the norm bars are rendered

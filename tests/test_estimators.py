@@ -172,6 +172,8 @@ def test_target_precision_samples_in_rounds_until_reached() -> None:
     # A precision the cap cannot reach: it spends the cap and says so.
     leg.attribute(x, n_samples=200, target_precision=0.001, **kw)
     assert leg.last_run.samples_per_channel == 200 and not bool(leg.last_run.converged.any())
+    # Rounds at most double: 25 -> 50 -> 100 -> 200 (the first round is an eighth).
+    assert leg.last_run.rounds == 4
     # Without a target: one round of exactly n_samples, and the precision reached.
     leg.attribute(x, n_samples=300, return_standard_error=True, **kw)
     assert leg.last_run.rounds == 1 and leg.last_run.forward_passes == 301
