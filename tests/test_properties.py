@@ -114,8 +114,8 @@ def _check_tv(model: nn.Module, x: Tensor, kwargs: dict) -> None:
     """LEG-TV's LP may have several optima, so an example alone must give *an* optimum of
     the batch's problem: feasible for the batch's estimate, with the same total variation."""
     original = x.clone()
+    lam = kwargs["lam"]
     kwargs = {k: v for k, v in kwargs.items() if k not in ("penalty", "lam")}
-    lam = kwargs["lam"] if "lam" in kwargs else 0.1
     path = LEG(model).attribute_tv_path(x, lams=[0, lam], **kwargs)
     assert torch.equal(x, original), "the input was modified"
     assert path.shape == (2, *x.shape) and path.dtype == x.dtype and torch.isfinite(path).all()
