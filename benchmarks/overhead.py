@@ -27,42 +27,19 @@ from captum_leg import LEG
 from captum_leg.attribution import default_perturbations_per_eval
 
 
-def small_cnn() -> torch.nn.Module:
+def small_cnn(dims: int = 2, channels: int = 3, widths: Tuple[int, int] = (16, 32), kernel: int = 3) -> torch.nn.Module:
+    """Two strided convolutions, global pooling and a linear layer, over ``dims`` axes."""
+    conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[dims]
+    pool = {1: torch.nn.AdaptiveAvgPool1d, 2: torch.nn.AdaptiveAvgPool2d, 3: torch.nn.AdaptiveAvgPool3d}[dims]
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        conv(channels, widths[0], kernel, stride=2, padding=kernel // 2),
         torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        conv(widths[0], widths[1], kernel, stride=2, padding=kernel // 2),
         torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
+        pool(1),
         torch.nn.Flatten(),
-        torch.nn.Linear(32, 10),
-    ).eval()
-
-
-def small_cnn_1d() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv1d(2, 16, 7, stride=2, padding=3),
-        torch.nn.ReLU(),
-        torch.nn.Conv1d(16, 32, 7, stride=2, padding=3),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool1d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(32, 10),
-    ).eval()
-
-
-def small_cnn_3d() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv3d(1, 8, 3, stride=2, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv3d(8, 16, 3, stride=2, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool3d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16, 10),
+        torch.nn.Linear(widths[1], 10),
     ).eval()
 
 
@@ -150,9 +127,9 @@ def main() -> None:
     device = torch.device(args.device)
     estimators = [e for e in args.estimators.split(",") if e]
     cases = {
-        "image": (small_cnn, (1, 3, 224, 224), args.grid),
-        "signal": (small_cnn_1d, (1, 2, 4000), args.signal_grid),
-        "volume": (small_cnn_3d, (1, 1, 32, 32, 32), args.volume_grid),
+        "image": (lambda: small_cnn(2, 3), (1, 3, 224, 224), args.grid),
+        "signal": (lambda: small_cnn(1, 2, kernel=7), (1, 2, 4000), args.signal_grid),
+        "volume": (lambda: small_cnn(3, 1, widths=(8, 16)), (1, 1, 32, 32, 32), args.volume_grid),
     }
     print(f"device={device} threads={torch.get_num_threads()}")
     for name in args.cases.split(","):

@@ -64,13 +64,13 @@ class _Prepared:
     solver_options: Dict[str, Any]
 
 
-
 def default_perturbations_per_eval(inputs: Sequence[Tensor]) -> int:
     """``perturbations_per_eval`` when the caller leaves it to LEG (see ``attribute``)."""
     if inputs[0].device.type != "cpu":
         return ACCELERATOR_PERTURBATIONS_PER_EVAL
     call_bytes = sum(x.numel() * x.element_size() for x in inputs)
     return int(min(ACCELERATOR_PERTURBATIONS_PER_EVAL, max(1, CPU_CALL_BYTES // max(call_bytes, 1))))
+
 
 class LinearlyEstimatedGradient(PerturbationAttribution):
     r"""
