@@ -53,20 +53,25 @@ def test_stored_notebook_has_full_run_outputs():
         assert name in text
 
 
-@pytest.mark.slow
-def test_notebook_executes_in_fast_mode(monkeypatch, tmp_path):
+def _execute_fast(path: Path, monkeypatch, tmp_path) -> str:
+    """Run a tutorial in fast mode; return its outputs' text (any failing cell raises)."""
     nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed")
     nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed")
     pytest.importorskip("ipykernel", reason="ipykernel is not installed")
-    pytest.importorskip("efficientnet_lite_pytorch", reason="captum-leg[models] is not installed")
     monkeypatch.setenv("CAPTUM_LEG_TUTORIAL_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()  # raises CellExecutionError on any failing cell
-    text = _outputs_text(nb)
+    return _outputs_text(nb)
+
+
+@pytest.mark.slow
+def test_notebook_executes_in_fast_mode(monkeypatch, tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch", reason="captum-leg[models] is not installed")
+    text = _execute_fast(NOTEBOOK, monkeypatch, tmp_path)
     assert "FAST=True" in text
     for name in METHODS:
         assert name in text
@@ -94,17 +99,7 @@ def test_stored_1d_notebook_has_full_run_outputs():
 
 @pytest.mark.slow
 def test_1d_notebook_executes_in_fast_mode(monkeypatch, tmp_path):
-    nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed")
-    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed")
-    pytest.importorskip("ipykernel", reason="ipykernel is not installed")
-    monkeypatch.setenv("CAPTUM_LEG_TUTORIAL_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOK_1D, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()  # raises CellExecutionError on any failing cell
-    text = _outputs_text(nb)
+    text = _execute_fast(NOTEBOOK_1D, monkeypatch, tmp_path)
     assert "FAST=True" in text
     _check_1d_outputs(text)
 
