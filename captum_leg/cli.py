@@ -239,16 +239,16 @@ def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None) -
 
 def _leg_options(args) -> Dict[str, Any]:
     """``attribute``'s keyword arguments set by the LEG options (None: LEG's default)."""
-    opts: Dict[str, Any] = dict(
+    return dict(
         noise_level=_noise_level(args), estimator=args.estimator, sampling=args.sampling,
         target_precision=args.target_precision, solver=args.solver,
-        perturbations_per_eval=args.perturbations_per_eval, seed=args.seed,
+        perturbations_per_eval=args.perturbations_per_eval, seed=args.seed, **_size_options(args),
     )
-    if args.n_samples is not None:
-        opts["n_samples"] = args.n_samples
-    if args.grid_size is not None:
-        opts["grid_size"] = args.grid_size
-    return opts
+
+
+def _size_options(args) -> Dict[str, Any]:
+    """``n_samples`` and ``grid_size`` where the command line sets them (else LEG's defaults)."""
+    return {name: getattr(args, name) for name in ("n_samples", "grid_size") if getattr(args, name) is not None}
 
 
 def _noise_level(args) -> float:
@@ -258,9 +258,6 @@ def _noise_level(args) -> float:
 
     return DEFAULT_NOISE_LEVEL if args.normalize == "imagenet" else UNIT_NOISE_LEVEL
 
-
-# masked images per forward call in key size and sensitivity when --perturbations-per-eval is unset
-MASK_BATCH = 16
 
 _POSITIVE_INTS = ("n_samples", "batch_size", "perturbations_per_eval", "grid_size", "image_size",
                   "n_images", "limit", "epochs", "sensitivity_steps")
@@ -470,6 +467,7 @@ def _write_table(path_csv: Path, path_md: Path, rows: List[Dict[str, Any]], head
 
 def cmd_evaluate(args) -> int:
     from captum_leg.evaluation import COARSE_KEY_FRACTIONS, DEFAULT_KEY_FRACTIONS, build_method, key_size, plot_sensitivity, sensitivity_curve
+    from captum_leg.evaluation.methods import DEFAULT_BATCH
 
     device, _, _ = pick_device(args.device)
     files = collect_images(args.images)[: args.limit] if args.limit else collect_images(args.images)
@@ -522,7 +520,7 @@ def cmd_evaluate(args) -> int:
     for mask in args.masks:
         for m in args.methods:
             t0 = time.perf_counter()
-            ks = key_size(model, x, maps[m], target, mask, fractions, pixel_space=pixel_space, batch_size=args.perturbations_per_eval or MASK_BATCH, seed=args.seed).cpu()
+            ks = key_size(model, x, maps[m], target, mask, fractions, pixel_space=pixel_space, batch_size=args.perturbations_per_eval or DEFAULT_BATCH, seed=args.seed).cpu()
             for n, k in zip(names, ks.tolist()):
                 per_image.append(dict(image=n, method=m, mask=mask, key_size=k))
             summary.append(dict(method=m, mask=mask, mean=float(ks.mean()), median=float(ks.median()), n_images=len(ks), cost=costs[m]))
@@ -545,7 +543,7 @@ def cmd_evaluate(args) -> int:
 
     fr = np.linspace(0, args.sensitivity_max, args.sensitivity_steps + 1)
     curves = {
-        m: sensitivity_curve(model, x, maps[m], target, args.sensitivity_mask, fr, pixel_space=pixel_space, batch_size=args.perturbations_per_eval or MASK_BATCH, seed=args.seed)
+        m: sensitivity_curve(model, x, maps[m], target, args.sensitivity_mask, fr, pixel_space=pixel_space, batch_size=args.perturbations_per_eval or DEFAULT_BATCH, seed=args.seed)
         for m in args.methods
     }
     fig = plot_sensitivity(curves, None, title=f"{args.sensitivity_mask} mask, {len(files)} images")
@@ -636,11 +634,7 @@ def cmd_demo(args) -> int:
     leg = LEG(model)
     # LEG at its defaults; lam 0 is the estimate itself, so LEG and both LEG-TV maps come
     # from one set of samples, and the standard error is the estimate's.
-    kw: Dict[str, Any] = dict(seed=args.seed, perturbations_per_eval=args.perturbations_per_eval)
-    if args.n_samples is not None:
-        kw["n_samples"] = args.n_samples
-    if args.grid_size is not None:
-        kw["grid_size"] = args.grid_size
+    kw: Dict[str, Any] = dict(seed=args.seed, perturbations_per_eval=args.perturbations_per_eval, **_size_options(args))
     t1 = time.perf_counter()
     path, se = leg.attribute_tv_path(x, target=cls, lams=[0.0, 0.1, 0.3], return_standard_error=True, **kw)
     t2 = time.perf_counter()
