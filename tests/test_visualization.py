@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from captum_leg.visualization import (
@@ -20,6 +21,7 @@ from captum_leg.visualization import (
     SIGNS,
     STYLES,
     attr_to_hwc,
+    draw_mask_outline,
     image_to_hwc,
     normalize_attr,
     visualize_saliency,
@@ -502,3 +504,96 @@ def test_signal_draws_on_given_axes(signal_pair):
     assert len(grid[1].lines) == 2 and not grid[0].lines and not grid[2].lines
     with pytest.raises(ValueError, match=r"plt_fig_axis: expected 2 axes"):
         visualize_signal_saliency(attr, sig, plt_fig_axis=(fig, grid[:1]))
+
+
+# ------------------------------------------------------------------ significance outlines
+
+
+def _outline_length(segments: np.ndarray) -> float:
+    return float(np.abs(segments[:, 1] - segments[:, 0]).sum())
+
+
+def _perimeter(mask: np.ndarray) -> int:
+    # Pixel edges between the mask and its complement (the image border counts as outside).
+    padded = np.pad(mask, 1)
+    return int((padded[1:] != padded[:-1]).sum() + (padded[:, 1:] != padded[:, :-1]).sum())
+
+
+def test_mask_outline_of_a_rectangle():
+    mask = np.zeros((H, W), dtype=bool)
+    mask[2:6, 3:9] = True
+    fig = Figure()
+    ax = fig.subplots()
+    outline = draw_mask_outline(ax, mask)
+    segments = {tuple(map(tuple, s)) for s in np.asarray(outline.get_segments()).tolist()}
+    assert segments == {
+        ((2.5, 1.5), (8.5, 1.5)), ((2.5, 5.5), (8.5, 5.5)),  # top and bottom edges
+        ((2.5, 1.5), (2.5, 5.5)), ((8.5, 1.5), (8.5, 5.5)),  # left and right edges
+    }
+    assert outline in ax.collections
+
+
+def test_mask_outline_follows_pixel_edges_of_any_mask():
+    rng = np.random.default_rng(0)
+    mask = rng.random((H, W)) < 0.4
+    fig = Figure()
+    segments = np.asarray(draw_mask_outline(fig.subplots(), torch.from_numpy(mask)).get_segments())
+    assert np.all(np.mod(segments, 1.0) == 0.5)  # on pixel edges, never through a pixel
+    assert _outline_length(segments) == _perimeter(mask)
+    empty = draw_mask_outline(fig.subplots(), np.zeros((H, W), dtype=bool))
+    assert len(empty.get_segments()) == 0
+
+
+def test_visualize_saliency_outlines_significant_cells(rgb_image):
+    from captum_leg.pixels import CellMap
+    from captum_leg.significance import significant_cells
+
+    # A LEG-like map: 4 x 6 cells of 5 x 4 pixels, two cells far from zero.
+    cells = CellMap((H, W), (4, 6), torch.device("cpu"))
+    values = torch.zeros(1, 3, 4, 6, dtype=torch.float64)
+    values[0, :, 1, 2] = 8.0
+    values[0, :, 2, 4] = -8.0
+    noise = torch.randn(1, 3, 4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    attr = cells.upsample_per_pixel(values + noise)
+    se = cells.upsample_per_pixel(torch.ones_like(values))
+    sig = significant_cells(attr, se, fdr=0.05, combine="sum")
+    assert sig.n_significant.item() == 2 and sig.cells == (4, 6)
+    fig, ax = visualize_saliency(attr, rgb_image, "overlay", "all", significance_mask=sig.mask[0])
+    assert isinstance(fig, Figure)
+    (outline,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    segments = np.asarray(outline.get_segments())
+    # Two separate 5 x 4 cells: 2 * (5 + 4) * 2 pixel edges, all on cell boundaries.
+    assert _outline_length(segments) == 36
+    assert set(np.unique(segments[..., 0])) <= {4 * c - 0.5 for c in range(7)}
+    assert set(np.unique(segments[..., 1])) <= {5 * r - 0.5 for r in range(5)}
+
+
+@pytest.mark.parametrize(
+    "mask, match",
+    [
+        (np.ones((H, W + 1), dtype=bool), r"significance_mask: expected one \(H, W\) mask of the map's size"),
+        (np.ones((3, H, W), dtype=bool), "significance_mask: .*pick a channel"),
+        (np.full((H, W), 0.5), "significance_mask: expected booleans"),
+    ],
+)
+def test_significance_mask_errors(rgb_attr, rgb_image, mask, match):
+    with pytest.raises(ValueError, match=match):
+        visualize_saliency(rgb_attr, rgb_image, significance_mask=mask)
+    with pytest.raises(TypeError, match="mask"):
+        draw_mask_outline(Figure().subplots(), [[True]])
+
+
+def test_outline_on_captum_figure_and_no_pyplot(rgb_attr, rgb_image):
+    import matplotlib.pyplot as plt
+    from captum.attr import visualization as viz
+
+    before = plt.get_fignums()
+    fig, ax = viz.visualize_image_attr(
+        attr_to_hwc(rgb_attr[0]), image_to_hwc(rgb_image), "blended_heat_map", sign="all", use_pyplot=False
+    )
+    mask = np.zeros((1, 1, H, W), dtype=bool)
+    mask[..., :5, :4] = True
+    outline = draw_mask_outline(ax, mask, color="yellow", linewidth=2.0)
+    assert _outline_length(np.asarray(outline.get_segments())) == 2 * (5 + 4)
+    visualize_saliency(rgb_attr, rgb_image, significance_mask=mask[0])
+    assert plt.get_fignums() == before
