@@ -140,17 +140,18 @@ def check_lams(name: str, value: object, sequence: bool) -> Tuple[float, ...]:
             "lambda; for several lambdas from one set of samples use "
             "attribute_tv_path(inputs, ..., lams=[...])"
         )
+    span = "[0, 1)" if sequence else "(0, 1)"
     if sequence and not is_seq:
-        raise TypeError(f"{name}: expected a sequence of floats in (0, 1), got {value!r}")
+        raise TypeError(f"{name}: expected a sequence of floats in {span}, got {value!r}")
     values = list(value.tolist() if isinstance(value, Tensor) else value) if is_seq else [value]  # type: ignore
     if not values:
-        raise ValueError(f"{name}: expected at least one lambda in (0, 1)")
+        raise ValueError(f"{name}: expected at least one lambda in {span}")
     low = 0.0 if sequence else None
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"{name}: expected floats in (0, 1), got {v!r}")
+            raise TypeError(f"{name}: expected {'floats' if sequence else 'a float'} in {span}, got {v!r}")
         if not ((low is not None and float(v) == low) or 0 < float(v) < 1):
-            raise ValueError(f"{name}: each value must lie in {'[0, 1)' if sequence else '(0, 1)'}, got {v}")
+            raise ValueError(f"{name}: {'each value' if sequence else 'the value'} must lie in {span}, got {v}")
     return tuple(float(v) for v in values)
 
 

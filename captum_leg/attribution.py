@@ -47,6 +47,9 @@ DEFAULT_ESTIMATOR = "ridge"
 CPU_CALL_BYTES = 8 * 2**20
 ACCELERATOR_PERTURBATIONS_PER_EVAL = 64
 DEFAULT_SAMPLING = "antithetic"
+#: LEG-TV's relative constraint level and backend when ``penalty="tv"`` leaves them out.
+DEFAULT_LAM = 0.1
+DEFAULT_SOLVER = "auto"
 
 InputType = Union[Tensor, Tuple[Tensor, ...]]
 
@@ -141,8 +144,8 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         perturb: str = "channel",
         target_precision: Optional[float] = None,
         penalty: Optional[str] = None,
-        lam: float = 0.1,
-        solver: str = "auto",
+        lam: Optional[float] = None,
+        solver: Optional[str] = None,
         contrast_target: TargetType = None,
         perturbations_per_eval: Optional[int] = None,
         seed: Optional[int] = None,
@@ -220,11 +223,14 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
             lam (float, optional): LEG-TV's relative constraint level in (0, 1):
                         larger is sparser, ``lam -> 0`` recovers the estimate. For
                         several lambdas from one set of samples use
-                        :meth:`attribute_tv_path`.
-                        Default: 0.1
+                        :meth:`attribute_tv_path`. Only with ``penalty="tv"``: passing
+                        it without raises a ``ValueError`` rather than return the LEG
+                        estimate unchanged.
+                        Default: None (0.1 with ``penalty="tv"``)
             solver (str, optional): LEG-TV backend from
-                        :func:`captum_leg.solvers.available_solvers`, or "auto".
-                        Default: "auto"
+                        :func:`captum_leg.solvers.available_solvers`, or "auto". Only
+                        with ``penalty="tv"``, like ``lam``.
+                        Default: None ("auto" with ``penalty="tv"``)
             contrast_target (target form, optional): Explain
                         ``f_target - f_contrast`` instead of ``f_target`` (the
                         reference's "opposite category"). Same forms as ``target``.
@@ -251,7 +257,8 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         Captum's ``NoiseTunnel``, which would average the errors.
                         Default: False
             solver_options (dict, optional): Options for the LEG-TV backend (e.g.
-                        tolerances, time limits).
+                        tolerances, time limits). Only with ``penalty="tv"``, like
+                        ``lam``.
                         Default: None
 
         Returns:
@@ -275,7 +282,8 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
             >>> tv = leg.attribute(images, target=labels, penalty="tv", lam=0.3)
         """
         with torch.no_grad():  # a block, not a decorator: NoiseTunnel calls __wrapped__
-            checks.check_lams("lam", lam, sequence=False)
+            if lam is not None:
+                checks.check_lams("lam", lam, sequence=False)
             checks.check_choice("penalty", penalty, PENALTIES)
             checks.check_bool("return_standard_error", return_standard_error)
             if return_standard_error and penalty is not None:
@@ -291,10 +299,17 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                 perturbations_per_eval=perturbations_per_eval, seed=seed,
                 show_progress=show_progress, solver_options=solver_options,
             )
+            if penalty is None:
+                _refuse_without_effect(
+                    dict(lam=lam, solver=solver, solver_options=solver_options),
+                    'without penalty="tv" (plain LEG solves no linear program); pass '
+                    'penalty="tv" for LEG-TV, or leave {name} out',
+                )
             estimates = self._sample(call, track_error=return_standard_error)
             maps = _block_maps(call.plan, estimates, "coef")
             if penalty == "tv":
-                maps = [m[0] for m in self._tv(call, maps, (float(lam),))]
+                lam_value = DEFAULT_LAM if lam is None else float(lam)
+                maps = [m[0] for m in self._tv(call, maps, (lam_value,))]
             attr = _format(call, _upsample(call, maps))
             if return_standard_error:
                 se = _upsample(call, _block_maps(call.plan, estimates, "standard_error"))
@@ -327,7 +342,8 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         of the ``lam = 0`` map; LEG-TV maps have none of their own).
                         Default: False
             **kwargs: Any other keyword argument of :meth:`attribute` except
-                        ``penalty`` and ``lam``.
+                        ``penalty`` and ``lam``; ``solver`` and ``solver_options``
+                        only with a positive lambda in ``lams``.
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]*: for each input, the maps stacked along a
@@ -341,6 +357,12 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
             lam_values = checks.check_lams("lams", lams, sequence=True)
             checks.check_bool("return_standard_error", return_standard_error)
             call = self._prepare(inputs, target, additional_forward_args, tv=True, **kwargs)
+            if not any(lam > 0 for lam in lam_values):
+                _refuse_without_effect(
+                    {name: kwargs.get(name) for name in ("solver", "solver_options")},
+                    "when every lam is 0 (lam 0 is the LEG estimate itself, no linear "
+                    "program is solved); add a positive lam, or leave {name} out",
+                )
             estimates = self._sample(call, track_error=return_standard_error)
             maps = self._tv(call, _block_maps(call.plan, estimates, "coef"), lam_values)
             path = _format(call, _upsample(call, maps))
@@ -367,7 +389,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         sampling: str = DEFAULT_SAMPLING,
         perturb: str = "channel",
         target_precision: Optional[float] = None,
-        solver: str = "auto",
+        solver: Optional[str] = None,
         contrast_target: TargetType = None,
         perturbations_per_eval: Optional[int] = None,
         seed: Optional[int] = None,
@@ -389,6 +411,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         checks.check_choice("sampling", sampling, SAMPLING_SCHEMES)
         checks.check_choice("perturb", perturb, PERTURB_MODES)
         checks.check_positive_float("target_precision", target_precision)
+        solver = DEFAULT_SOLVER if solver is None else solver
         checks.check_solver("solver", solver, needed=tv)
         options = checks.check_options("solver_options", solver_options)
         antithetic = sampling == "antithetic"
@@ -450,6 +473,13 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                 solved = iter(leg_tv(m, lay.grid, lay.noise_levels, positive, call.solver, call.solver_options))
             out.append(torch.stack([next(solved) if lam > 0 else m for lam in lams]))
         return out
+
+
+def _refuse_without_effect(passed: Dict[str, Any], when: str) -> None:
+    """Captum's rule: an argument that would change nothing is an error, not ignored."""
+    for name, value in passed.items():
+        if value is not None:
+            raise ValueError(f"{name}: has no effect " + when.format(name=name))
 
 
 def _name(arg: str, i: int, is_tuple: bool, n_inputs: int) -> str:

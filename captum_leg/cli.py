@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import importlib
@@ -14,17 +15,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from captum_leg.cli_failures import BROKEN_MODEL_FAILURES, FileFailures, each_alone_on_failure
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 MODEL_HELP = """\
 model contract (--model MODULE:CALLABLE):
-  MODULE is an importable module name (the current directory is on the path) or a
+  MODULE is an importable module name (also looked up in the current directory) or a
   path to a .py file; CALLABLE is called with no arguments and returns an nn.Module
   or a forward function. It receives float tensors (N, 3, S, S), S = --image-size,
   made from each image as: RGB, shorter side resized to S, centre crop, scaled to
@@ -46,11 +49,15 @@ examples:
 Every command prints where it wrote its files. "explain" is resumable: an image whose
 .npy, .png and .json (its settings) exist is skipped when the settings are the same, and
 recomputed, saying which setting changed, when they differ (--overwrite recomputes all).
-Ctrl-C stops with exit status 130 and leaves only complete outputs. Under torchrun
+Ctrl-C stops with exit status 130 and leaves only complete outputs. "explain" and
+"evaluate" treat each image on its own: a file that cannot be read as an image, or that
+the model fails on, gets one line on stderr naming it and the reason, the others are
+processed, and the exit status is then 1; a model that fails on every image (or on the
+first {broken}, explaining none) stops the run with one error. Under torchrun
 (WORLD_SIZE/RANK/LOCAL_RANK set) the images are split across the processes, one GPU
 each when CUDA is available.
 
-""" + MODEL_HELP
+""".format(broken=BROKEN_MODEL_FAILURES) + MODEL_HELP
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,6 +125,22 @@ def to_model_input(image: np.ndarray, size: int, normalize: str) -> Tensor:
     return resize_center_crop(to_unit_tensor(image), size)
 
 
+@contextlib.contextmanager
+def _working_directory_importable() -> Iterator[None]:
+    # MODULE may live in the working directory, as with "python -m": put it on sys.path
+    # while the model is imported and built, and leave the caller's sys.path as it was
+    cwd = os.getcwd()
+    if cwd in sys.path:
+        yield
+        return
+    sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def load_model(spec: Optional[str], device: torch.device) -> Callable[..., Tensor]:
     """The built-in EfficientNet-Lite0 (``spec=None``) or ``MODULE:CALLABLE``'s result."""
     if spec is None:
@@ -127,21 +150,20 @@ def load_model(spec: Optional[str], device: torch.device) -> Callable[..., Tenso
     if ":" not in spec:
         raise UsageError("--model", f"expected MODULE:CALLABLE, got {spec!r}")
     mod_name, attr = spec.rsplit(":", 1)
-    try:
-        if mod_name.endswith(".py") or os.sep in mod_name:
-            s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
-            if s is None or s.loader is None:
-                raise ImportError(f"cannot load {mod_name}")
-            module = importlib.util.module_from_spec(s)
-            s.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(mod_name)
-        factory = getattr(module, attr)
-    except (ImportError, AttributeError, FileNotFoundError) as err:
-        raise UsageError("--model", f"cannot load {spec!r}: {err}")
-    model = factory()
+    with _working_directory_importable():
+        try:
+            if mod_name.endswith(".py") or os.sep in mod_name:
+                s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
+                if s is None or s.loader is None:
+                    raise ImportError(f"cannot load {mod_name}")
+                module = importlib.util.module_from_spec(s)
+                s.loader.exec_module(module)
+            else:
+                module = importlib.import_module(mod_name)
+            factory = getattr(module, attr)
+        except (ImportError, AttributeError, FileNotFoundError) as err:
+            raise UsageError("--model", f"cannot load {spec!r}: {err}")
+        model = factory()  # may import more of the user's modules
     if isinstance(model, nn.Module):
         return model.eval().to(device)
     if not callable(model):
@@ -217,21 +239,36 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="torch device, e.g. cpu, cuda:0 (default: cuda:LOCAL_RANK if available, else cpu)")
 
 
-def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None) -> None:
-    from captum_leg.attribution import DEFAULT_ESTIMATOR, DEFAULT_N_SAMPLES, DEFAULT_SAMPLING
+class _Given(argparse.Action):
+    """Stores the value as "store" does and notes that the option was given: an option
+    that would change nothing is an error (see :func:`_refuse_options_without_effect`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = frozenset(getattr(namespace, "given", frozenset()) | {self.dest})
+
+
+def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None, evaluate: bool = False) -> None:
+    from captum_leg.attribution import DEFAULT_ESTIMATOR, DEFAULT_LAM, DEFAULT_N_SAMPLES, DEFAULT_SAMPLING, DEFAULT_SOLVER
     from captum_leg.estimators import estimator_names
 
     n_text = n_default if n_default is not None else f"{DEFAULT_N_SAMPLES}, LEG's own"
     g = p.add_argument_group("LEG")
     g.add_argument("--n-samples", type=int, default=n_default, metavar="N", help=f"perturbations per input channel; cost 3N forwards per RGB image with antithetic pairs, 3N+1 with gaussian sampling (default {n_text})")
-    g.add_argument("--noise-level", type=float, default=None, metavar="S", help="noise scale in input units (default 0.09 for imagenet inputs, 0.02 for unit)")
-    g.add_argument("--grid-size", type=int, default=None, metavar="K", help="perturbation grid K x K cells (default 14, LEG's own)")
-    g.add_argument("--estimator", choices=estimator_names(), default=DEFAULT_ESTIMATOR, help=f"how cell gradients are estimated (default {DEFAULT_ESTIMATOR})")
+    g.add_argument("--noise-level", type=float, default=None, metavar="S", action=_Given, help="noise scale in input units (default 0.09 for imagenet inputs, 0.02 for unit)")
+    g.add_argument("--grid-size", type=int, default=None, metavar="K", action=_Given, help="perturbation grid K x K cells (default 14, LEG's own)")
+    g.add_argument("--estimator", choices=estimator_names(), default=DEFAULT_ESTIMATOR, action=_Given, help=f"how cell gradients are estimated (default {DEFAULT_ESTIMATOR})")
     g.add_argument("--sampling", choices=("antithetic", "gaussian"), default=DEFAULT_SAMPLING, help=f"perturbation scheme (default {DEFAULT_SAMPLING})")
-    g.add_argument("--target-precision", type=float, default=None, metavar="R", help="sample in rounds until the relative standard error is at most R (N is then the cap)")
-    g.add_argument("--penalty", choices=("none", "tv"), default="none", help="'tv' gives LEG-TV (default none: plain LEG)")
-    g.add_argument("--lam", type=float, nargs="+", default=[0.1], metavar="LAM", help="LEG-TV sparsity level(s) in (0, 1); several reuse the samples (default 0.1)")
-    g.add_argument("--solver", default="auto", help="LEG-TV solver backend (default auto)")
+    if evaluate:  # one LEG-TV map per method, at a fixed budget
+        lam_help = f"LEG-TV sparsity level in (0, 1), with leg-tv in --methods (default {DEFAULT_LAM})"
+        solver_help = f"LEG-TV solver backend, with leg-tv in --methods (default {DEFAULT_SOLVER})"
+    else:
+        g.add_argument("--target-precision", type=float, default=None, metavar="R", help="sample in rounds until the relative standard error is at most R (N is then the cap)")
+        g.add_argument("--penalty", choices=("none", "tv"), default="none", help="'tv' gives LEG-TV (default none: plain LEG)")
+        lam_help = f"LEG-TV sparsity level(s) in (0, 1), with --penalty tv; several reuse the samples (default {DEFAULT_LAM})"
+        solver_help = f"LEG-TV solver backend, with --penalty tv (default {DEFAULT_SOLVER})"
+    g.add_argument("--lam", type=float, nargs="+", default=[DEFAULT_LAM], metavar="LAM", action=_Given, help=lam_help)
+    g.add_argument("--solver", default=DEFAULT_SOLVER, action=_Given, help=solver_help)
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--batch-size", type=int, default=4, metavar="B", help="images explained together (default 4)")
     g.add_argument("--perturbations-per-eval", type=int, default=None, metavar="P", help="perturbed images per forward pass (default: LEG's, 64 on a GPU, about 8 MiB of input per call on the CPU)")
@@ -241,7 +278,7 @@ def _leg_options(args) -> Dict[str, Any]:
     """``attribute``'s keyword arguments set by the LEG options (None: LEG's default)."""
     return dict(
         noise_level=_noise_level(args), estimator=args.estimator, sampling=args.sampling,
-        target_precision=args.target_precision, solver=args.solver,
+        target_precision=args.target_precision,
         perturbations_per_eval=args.perturbations_per_eval, seed=args.seed, **_size_options(args),
     )
 
@@ -315,6 +352,31 @@ def check_args(args: argparse.Namespace) -> None:
         reason = backend.unavailable_reason() if _solver_used(args) else None
         if reason is not None:
             raise UsageError("--solver", f"backend {args.solver!r} is unavailable: {reason}")
+    _refuse_options_without_effect(args)
+
+
+# options that only LEG-TV uses, and those that only LEG and LEG-TV use
+_TV_OPTIONS = ("lam", "solver")
+_LEG_OPTIONS = ("estimator", "noise_level", "grid_size")
+
+
+def _refuse_options_without_effect(args: argparse.Namespace) -> None:
+    """An option given on the command line that would change nothing is an error, as
+    ``attribute`` refuses ``lam`` without ``penalty="tv"``, not silently ignored."""
+    unused: Dict[str, str] = {}
+    if args.command == "explain" and args.penalty != "tv":
+        unused = {name: "--penalty tv (LEG-TV)" for name in _TV_OPTIONS}
+    elif args.command == "evaluate":
+        if len(args.lam) > 1:
+            raise UsageError("--lam", f"evaluate compares one LEG-TV map per method: give one value, got {len(args.lam)}")
+        if "leg-tv" not in args.methods:
+            unused.update({name: "leg-tv in --methods" for name in _TV_OPTIONS})
+        if not {"leg", "leg-tv"} & set(args.methods):
+            unused.update({name: "leg or leg-tv in --methods" for name in _LEG_OPTIONS})
+    given = getattr(args, "given", frozenset())
+    for name, needs in unused.items():
+        if name in given:
+            raise UsageError(f"--{name.replace('_', '-')}", f"has no effect without {needs}")
 
 
 def _check_target(args, n_classes: int) -> None:
@@ -373,6 +435,7 @@ def _stale(out: Path, name: str, settings: Dict[str, Any]) -> Optional[str]:
 def _write_outputs(out: Path, name: str, arr: np.ndarray, fig, settings: Dict[str, Any]) -> None:
     # NAME.json is written last and marks a complete set: drop the old one first, so an
     # interrupted rewrite is never taken for finished, and remove a half-written set
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that explains nothing leaves no folder
     meta = out / f"{name}.json"
     meta.unlink(missing_ok=True)
     try:
@@ -387,8 +450,83 @@ def _write_outputs(out: Path, name: str, arr: np.ndarray, fig, settings: Dict[st
 
 
 # ---------------------------------------------------------------------------------------
+# per-file failures
+# ---------------------------------------------------------------------------------------
+def _read_images(files: Sequence[Path], args, failures: FileFailures) -> List[Tuple[Path, Tensor]]:
+    """``(file, model input)`` of every file that reads as an image; the others are reported."""
+    loaded = []
+    for f in files:
+        try:
+            loaded.append((f, to_model_input(load_image(f), args.image_size, args.normalize)))
+        except Exception as err:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError, ...
+            failures.cannot_read(f, err)
+    return loaded
+
+
+def _per_image(items: Sequence[Any], run: Callable[[Sequence[Any]], Sequence[Any]], args,
+               failures: FileFailures, what: str = "the model") -> List[Tuple[Any, Any]]:
+    """``run`` on a batch of ``(file, ...)`` items, then on each alone if the batch fails;
+    a bad option value is still an error of the whole run."""
+    return each_alone_on_failure(
+        items, run, lambda item, err: failures.model_failed(item[0], err, what),
+        lambda err: isinstance(err, UsageError) or (isinstance(err, (ValueError, TypeError)) and _option_in_error(err, args) is not None),
+    )
+
+
+# ---------------------------------------------------------------------------------------
 # explain
 # ---------------------------------------------------------------------------------------
+def _explainer(leg, model: Callable[..., Tensor], args, device: torch.device) -> Callable[[Sequence[Tuple[Path, Tensor]]], List[Tuple[int, np.ndarray, Dict[str, np.ndarray]]]]:
+    """``explain(items)``: the class, the stored array and the pictured maps of each
+    ``(file, input)`` item, explained together."""
+    common = _leg_options(args)
+    tv = args.penalty == "tv"
+    several = tv and len(args.lam) > 1
+
+    def explain(items):
+        xs = torch.cat([x for _, x in items]).to(device)
+        with torch.no_grad():
+            logits = model(xs)
+        _check_target(args, logits.shape[-1])
+        target = logits.argmax(-1) if args.target is None else torch.full((len(items),), args.target, device=device)
+        if several:  # one set of samples for every lambda: (L, N, C, S, S)
+            a = leg.attribute_tv_path(xs, target=target, lams=args.lam, solver=args.solver, **common)
+        elif tv:
+            a = leg.attribute(xs, target=target, penalty="tv", lam=args.lam[0], solver=args.solver, **common)
+        else:
+            a = leg.attribute(xs, target=target, **common)
+        results = []
+        for j in range(len(items)):
+            arr = (a[:, j] if several else a[j]).detach().float().cpu().numpy()
+            if several:
+                maps = {f"LEG-TV lam={l}": arr[k] for k, l in enumerate(args.lam)}
+            else:
+                maps = {"LEG-TV" if tv else "LEG": arr}
+            results.append((int(target[j]), arr, maps))
+        return results
+
+    return explain
+
+
+def _to_explain(args, mine: Sequence[Tuple[Path, str]], out: Path, tag: str,
+                failures: FileFailures) -> Tuple[List[Tuple[Path, str]], Dict[str, Dict[str, Any]]]:
+    """The images whose outputs are missing or stale, and every readable image's settings."""
+    settings, todo = {}, []
+    for f, n in mine:
+        try:
+            settings[n] = explain_settings(args, f)
+        except OSError as err:
+            failures.cannot_read(f, err)
+            continue
+        why = "" if args.overwrite else _stale(out, n, settings[n])
+        if why is None:
+            continue
+        if why:
+            _log(f"{tag}recomputing {n}: {why}")
+        todo.append((f, n))
+    return todo, settings
+
+
 def cmd_explain(args) -> int:
     from captum_leg import LEG
 
@@ -398,50 +536,31 @@ def cmd_explain(args) -> int:
     # static sharding: every process sees the same sorted list and takes every world-th
     mine = [(f, n) for i, (f, n) in enumerate(zip(files, names)) if i % world == rank]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     tag = f"[rank {rank}/{world}] " if world > 1 else ""
-    settings = {n: explain_settings(args, f) for f, n in mine}
-    todo = []
-    for f, n in mine:
-        why = "" if args.overwrite else _stale(out, n, settings[n])
-        if why is None:
-            continue
-        if why:
-            _log(f"{tag}recomputing {n}: {why}")
-        todo.append((f, n))
-    _log(f"{tag}{len(mine)} image(s) for this process on {device}; {len(mine) - len(todo)} already done, {len(todo)} to explain")
+    failures = FileFailures(tag)
+    todo, settings = _to_explain(args, mine, out, tag, failures)
+    _log(f"{tag}{len(mine)} image(s) for this process on {device}; {len(settings) - len(todo)} already done, {len(todo)} to explain")
     if not todo:
-        _log(f"{tag}nothing to do; outputs in {out}")
-        return 0
+        _log(f"{tag}nothing to do{failures.summary()}; outputs in {out}")
+        return 1 if failures else 0
     model = load_model(args.model, device)
-    leg = LEG(model)
-    penalty = None if args.penalty == "none" else "tv"
-    common = _leg_options(args)
-    t_start = time.perf_counter()
+    explain = _explainer(LEG(model), model, args, device)
+    name_of = dict(todo)
+    t_start, explained = time.perf_counter(), 0
     batches = [todo[i : i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
-    for batch in _progress(batches, "explain", len(batches), not args.no_progress):
+    for k, batch in enumerate(_progress(batches, "explain", len(batches), not args.no_progress)):
         t0 = time.perf_counter()
-        xs = torch.cat([to_model_input(load_image(f), args.image_size, args.normalize) for f, _ in batch]).to(device)
-        with torch.no_grad():
-            logits = model(xs)
-        _check_target(args, logits.shape[-1])
-        target = logits.argmax(-1) if args.target is None else torch.full((len(batch),), args.target, device=device)
-        several = penalty is not None and len(args.lam) > 1
-        if several:  # one set of samples for every lambda: (L, N, C, S, S)
-            a = leg.attribute_tv_path(xs, target=target, lams=args.lam, **common)
-        else:
-            a = leg.attribute(xs, target=target, penalty=penalty, lam=args.lam[0], **common)
+        results = _per_image(_read_images([f for f, _ in batch], args, failures), explain, args, failures)
         dt = (time.perf_counter() - t0) / len(batch)
-        for j, (f, n) in enumerate(batch):
-            arr = (a[:, j] if several else a[j]).detach().float().cpu().numpy()
-            if several:
-                maps = {f"LEG-TV lam={l}": arr[k] for k, l in enumerate(args.lam)}
-            else:
-                maps = {"LEG-TV" if penalty else "LEG": arr}
-            _write_outputs(out, n, arr, _picture(_unit_image(xs[j : j + 1], args.normalize), maps), settings[n])
-            _log(f"{tag}{f.name}: class {int(target[j])}, {dt:.1f} s/image -> {out / (n + '.npy')}")
-    _log(f"{tag}explained {len(todo)} image(s) in {time.perf_counter() - t_start:.1f} s; outputs in {out}")
-    return 0
+        for (f, x), (cls, arr, maps) in results:
+            n = name_of[f]
+            _write_outputs(out, n, arr, _picture(_unit_image(x, args.normalize), maps), settings[n])
+            _log(f"{tag}{f.name}: class {cls}, {dt:.1f} s/image -> {out / (n + '.npy')}")
+        explained += len(results)
+        failures.stop_if_broken(explained, remaining=sum(len(b) for b in batches[k + 1 :]))
+    where = f"outputs in {out}" if explained else "nothing written"
+    _log(f"{tag}explained {explained} image(s) in {time.perf_counter() - t_start:.1f} s{failures.summary()}; {where}")
+    return 1 if failures else 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,66 +574,66 @@ def _write_table(path_csv: Path, path_md: Path, rows: List[Dict[str, Any]], head
     w.writerows(rows)
     _atomic_save(path_csv, lambda fh: fh.write(buf.getvalue().encode()))
 
-    def fmt(v):
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    def cell(v):  # a bare "|" would end the cell: "LEG |rho|" is written "LEG \|rho\|"
+        return (f"{v:.3f}" if isinstance(v, float) else str(v)).replace("|", "\\|")
 
     lines = [header_md] if header_md else []
-    lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(k) for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
     md = "\n".join(lines) + "\n"
     _atomic_save(path_md, lambda fh: fh.write(md.encode()))
 
 
-def cmd_evaluate(args) -> int:
-    from captum_leg.evaluation import COARSE_KEY_FRACTIONS, DEFAULT_KEY_FRACTIONS, build_method, key_size, plot_sensitivity, sensitivity_curve
+def _predicted(model: Callable[..., Tensor], loaded: Sequence[Tuple[Path, Tensor]], args, device: torch.device,
+               failures: FileFailures) -> List[Tuple[Path, Tensor, int]]:
+    """``(file, input, predicted class)`` of every image the model runs on."""
+    def predict(items):
+        with torch.no_grad():
+            return model(torch.cat([x for _, x in items]).to(device)).argmax(-1).tolist()
+
+    done = []
+    for i in range(0, len(loaded), args.batch_size):
+        done += [(f, x, c) for (f, x), c in _per_image(loaded[i : i + args.batch_size], predict, args, failures)]
+    failures.stop_if_broken(len(done), remaining=0)
+    if not done:
+        raise SystemExit(f"captum-leg: error: none of the {len(failures)} file(s) could be read as an image")
+    return done
+
+
+def _method_maps(m: str, spec, key: str, images: Sequence[Tuple[Path, Tensor, int]], name_of: Dict[Path, str],
+                 cache: Path, args, device: torch.device, failures: FileFailures) -> Dict[Path, Tensor]:
+    """Method ``m``'s map of each image it does not fail on, read from or added to the cache."""
+    mdir = cache / f"{m}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def explain(items):
+        x = torch.cat([xi for _, xi, _ in items]).to(device)
+        target = torch.tensor([c for _, _, c in items], device=device)
+        return list(spec(x, target, args.seed).detach().float())
+
+    maps: Dict[Path, Tensor] = {}
+    chunks = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]
+    for chunk in _progress(chunks, f"maps {m}", len(chunks), not args.no_progress):
+        paths = [mdir / f"{name_of[f]}.npy" for f, _, _ in chunk]
+        if all(p.exists() for p in paths):  # cached from an earlier run
+            maps.update((f, torch.from_numpy(np.load(p)).to(device)) for (f, _, _), p in zip(chunk, paths))
+            continue
+        for (f, _, _), a in _per_image(chunk, explain, args, failures, what=f"method {m}"):
+            if not mdir.exists():  # made with its first map: no empty cache folders
+                mdir.mkdir(parents=True)
+                _atomic_save(mdir / "settings.txt", lambda fh: fh.write((key + "\n").encode()))
+            _atomic_save(mdir / f"{name_of[f]}.npy", lambda fh, a=a: np.save(fh, a.cpu().numpy()))
+            maps[f] = a
+    failures.stop_if_broken(len(maps), remaining=0, what=f"method {m}")
+    return maps
+
+
+def _key_size_tables(out: Path, model: Callable[..., Tensor], x: Tensor, target: Tensor, maps: Dict[str, Tensor],
+                     names: List[str], costs: Dict[str, int], budget: int, args) -> None:
+    """Key size of every method and mask: per image, mean and median, and methods x masks."""
+    from captum_leg.evaluation import COARSE_KEY_FRACTIONS, DEFAULT_KEY_FRACTIONS, key_size
     from captum_leg.evaluation.methods import DEFAULT_BATCH
 
-    device, _, _ = pick_device(args.device)
-    files = collect_images(args.images)[: args.limit] if args.limit else collect_images(args.images)
-    names = output_names(files)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(args.cache) if args.cache else out / "maps"
-    model = load_model(args.model, device)
-    if not isinstance(model, nn.Module) and any(m in ("ig", "saliency", "smoothgrad", "gradcam") for m in args.methods):
-        raise UsageError("--methods", "gradient methods (ig, saliency, smoothgrad, gradcam) need an nn.Module model")
-    x = torch.cat([to_model_input(load_image(f), args.image_size, args.normalize) for f in files]).to(device)
-    with torch.no_grad():
-        target = model(x).argmax(-1)
-    budget = 3 * args.n_samples + (args.sampling == "gaussian")  # LEG's own cost per RGB image
     pixel_space = args.normalize
-    maps: Dict[str, Tensor] = {}
-    costs: Dict[str, int] = {}
-    timings: Dict[str, float] = {}
-    for m in args.methods:
-        spec = build_method(
-            m, model, budget, noise_level=_noise_level(args), grid_size=args.grid_size, lam=args.lam[0],
-            perturbations_per_eval=args.perturbations_per_eval,
-            leg_kwargs=dict(solver=args.solver, estimator=args.estimator, sampling=args.sampling) if m.startswith("leg") else None,
-        )
-        costs[m] = spec.cost
-        # cache key: the method and every setting that changes its maps
-        key = repr((m, args.model, args.image_size, args.normalize, budget, _noise_level(args), args.grid_size,
-                    args.lam[0], args.solver, args.seed, sorted(spec.settings.items(), key=str)))
-        mdir = cache / f"{m}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-        mdir.mkdir(parents=True, exist_ok=True)
-        _atomic_save(mdir / "settings.txt", lambda fh: fh.write((key + "\n").encode()))
-        t0 = time.perf_counter()
-        per = []
-        for i in _progress(range(0, len(files), args.batch_size), f"maps {m}", -(-len(files) // args.batch_size), not args.no_progress):
-            sl = slice(i, i + args.batch_size)
-            paths = [mdir / f"{n}.npy" for n in names[sl]]
-            if all(p.exists() for p in paths):  # cached from an earlier run
-                per.append(torch.from_numpy(np.stack([np.load(p) for p in paths])).to(device))
-                continue
-            a = spec(x[sl], target[sl], args.seed).detach().float()
-            for p, ai in zip(paths, a.cpu().numpy()):
-                _atomic_save(p, lambda fh, ai=ai: np.save(fh, ai))
-            per.append(a)
-        timings[m] = time.perf_counter() - t0
-        maps[m] = torch.cat(per)
-        _log(f"maps {m}: cost {spec.cost} forward-equivalents/image, {timings[m]:.1f} s ({spec.settings})")
-
     fractions = COARSE_KEY_FRACTIONS if args.key_grid == "coarse" else DEFAULT_KEY_FRACTIONS
     per_image, summary = [], []
     for mask in args.masks:
@@ -527,7 +646,7 @@ def cmd_evaluate(args) -> int:
             _log(f"key size {m:10s} {mask:6s} mean {float(ks.mean()):.3f} median {float(ks.median()):.3f} ({time.perf_counter() - t0:.1f} s)")
     _write_table(out / "key_size_per_image.csv", out / "key_size_per_image.md", per_image)
     header = (
-        f"Key size (smaller is better), {len(files)} images, budget {budget} forward-equivalents "
+        f"Key size (smaller is better), {len(names)} images, budget {budget} forward-equivalents "
         f"per image (LEG n={args.n_samples} per channel), {args.key_grid} fraction grid, seed {args.seed}.\n"
     )
     _write_table(out / "key_size.csv", out / "key_size.md", summary, header)
@@ -541,6 +660,58 @@ def cmd_evaluate(args) -> int:
         wide.append(row)
     _write_table(out / "key_size_wide.csv", out / "key_size_wide.md", wide, header + "Cells: mean (median).\n")
 
+
+def _leg_method_options(m: str, args) -> Optional[Dict[str, Any]]:
+    """``LEG.attribute``'s options of method ``m`` beyond :func:`build_method`'s own."""
+    if not m.startswith("leg"):
+        return None
+    options: Dict[str, Any] = dict(estimator=args.estimator, sampling=args.sampling)
+    if m == "leg-tv":
+        options["solver"] = args.solver
+    return options
+
+
+def cmd_evaluate(args) -> int:
+    from captum_leg.evaluation import build_method, plot_sensitivity, sensitivity_curve
+    from captum_leg.evaluation.methods import DEFAULT_BATCH
+
+    device, _, _ = pick_device(args.device)
+    files = collect_images(args.images)[: args.limit] if args.limit else collect_images(args.images)
+    name_of = dict(zip(files, output_names(files)))
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out / "maps"
+    model = load_model(args.model, device)
+    if not isinstance(model, nn.Module) and any(m in ("ig", "saliency", "smoothgrad", "gradcam") for m in args.methods):
+        raise UsageError("--methods", "gradient methods (ig, saliency, smoothgrad, gradcam) need an nn.Module model")
+    failures = FileFailures()
+    images = _predicted(model, _read_images(files, args, failures), args, device, failures)
+    budget = 3 * args.n_samples + (args.sampling == "gaussian")  # LEG's own cost per RGB image
+    pixel_space = args.normalize
+    per_method: Dict[str, Dict[Path, Tensor]] = {}
+    costs: Dict[str, int] = {}
+    timings: Dict[str, float] = {}
+    for m in args.methods:
+        spec = build_method(
+            m, model, budget, noise_level=_noise_level(args), grid_size=args.grid_size, lam=args.lam[0],
+            perturbations_per_eval=args.perturbations_per_eval,
+            leg_kwargs=_leg_method_options(m, args),
+        )
+        costs[m] = spec.cost
+        # cache key: the method and every setting that changes its maps
+        key = repr((m, args.model, args.image_size, args.normalize, budget, _noise_level(args), args.grid_size,
+                    args.lam[0], args.solver, args.seed, sorted(spec.settings.items(), key=str)))
+        t0 = time.perf_counter()
+        per_method[m] = _method_maps(m, spec, key, images, name_of, cache, args, device, failures)
+        images = [im for im in images if im[0] in per_method[m]]  # an image a method fails on is dropped
+        timings[m] = time.perf_counter() - t0
+        _log(f"maps {m}: cost {spec.cost} forward-equivalents/image, {timings[m]:.1f} s ({spec.settings})")
+    files = [f for f, _, _ in images]
+    names = [name_of[f] for f in files]
+    x = torch.cat([xi for _, xi, _ in images]).to(device)
+    target = torch.tensor([c for _, _, c in images], device=device)
+    maps = {m: torch.stack([per_method[m][f] for f in files]) for m in args.methods}
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that stops early leaves no empty folder
+    _key_size_tables(out, model, x, target, maps, names, costs, budget, args)
     fr = np.linspace(0, args.sensitivity_max, args.sensitivity_steps + 1)
     curves = {
         m: sensitivity_curve(model, x, maps[m], target, args.sensitivity_mask, fr, pixel_space=pixel_space, batch_size=args.perturbations_per_eval or DEFAULT_BATCH, seed=args.seed)
@@ -552,8 +723,8 @@ def cmd_evaluate(args) -> int:
     _atomic_save(out / "sensitivity.npz", lambda fh: np.savez(fh, **arrays))
     timing_csv = "method,seconds\n" + "".join(f"{m},{t:.1f}\n" for m, t in timings.items())
     _atomic_save(out / "timings.csv", lambda fh: fh.write(timing_csv.encode()))
-    _log(f"wrote {out / 'key_size.md'}, {out / 'key_size.csv'}, {out / 'sensitivity.png'}")
-    return 0
+    _log(f"evaluated {len(files)} image(s){failures.summary()}; wrote {out / 'key_size.md'}, {out / 'key_size.csv'}, {out / 'sensitivity.png'}")
+    return 1 if failures else 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -565,7 +736,6 @@ def cmd_sanity(args) -> int:
     from captum_leg.evaluation.digits import train_digits_cnn
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model, acc, xte, yte = train_digits_cnn(epochs=args.epochs, seed=args.seed)
     _log(f"digits CNN: test accuracy {acc:.3f}, trained in {time.perf_counter() - t0:.1f} s")
@@ -573,10 +743,12 @@ def cmd_sanity(args) -> int:
     with torch.no_grad():
         target = model(x).argmax(-1)
 
-    def leg_explain(penalty):
+    def leg_explain(tv: bool):
+        options = dict(penalty="tv", lam=args.lam, solver=args.solver) if tv else {}
+
         def f(m, xx, t, seed):
             return LEG(m).attribute(xx, target=t, n_samples=args.n_samples, noise_level=args.noise_level, grid_size=8,
-                                    penalty=penalty, lam=args.lam, seed=seed, solver=args.solver)
+                                    seed=seed, **options)
         return f
 
     def grad_explain(m, xx, t, seed):
@@ -584,7 +756,7 @@ def cmd_sanity(args) -> int:
 
         return Saliency(m).attribute(xx, target=t, abs=False)
 
-    methods = {"LEG": leg_explain(None), "LEG-TV": leg_explain("tv"), "gradient": grad_explain}
+    methods = {"LEG": leg_explain(False), "LEG-TV": leg_explain(True), "gradient": grad_explain}
     results = {}
     for name, f in methods.items():
         t1 = time.perf_counter()
@@ -603,6 +775,7 @@ def cmd_sanity(args) -> int:
     header = (f"Cascading randomisation, digits CNN (test acc {acc:.3f}), {len(x)} test digits, "
               f"LEG n={args.n_samples}, grid 8x8, noise {args.noise_level}, LEG-TV lam {args.lam}. "
               "rho: Spearman of signed maps; |rho|: of absolute maps; means over images.\n")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder
     _write_table(out / "sanity.csv", out / "sanity.md", rows, header)
     fig = plot_cascading(results, None, image=x[0, 0].numpy(), title="cascading randomisation (digits CNN)")
     _save_figure(fig, out / "sanity.png", dpi=120, tight=False)
@@ -674,6 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
     # the parser and its subcommands' parsers, whose usage a bad option value reports
+    from captum_leg.attribution import DEFAULT_LAM, DEFAULT_SOLVER
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
         prog="captum-leg",
@@ -731,9 +906,8 @@ def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argume
     v.add_argument("--sensitivity-max", type=float, default=0.5, help="largest masked fraction of the curve (default 0.5)")
     v.add_argument("--sensitivity-steps", type=int, default=10, help="points of the curve after 0 (default 10)")
     v.add_argument("--no-progress", action="store_true")
-    # evaluate compares one LEG-TV map per method: only the first --lam is used
     _add_model_args(v)
-    _add_leg_args(v, n_default=100)
+    _add_leg_args(v, n_default=100, evaluate=True)
     v.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("sanity", help="cascading-randomisation sanity check on a small digits CNN", formatter_class=fmt,
@@ -745,8 +919,8 @@ def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argume
     s.add_argument("--n-images", type=int, default=16, help="test digits explained (default 16)")
     s.add_argument("--n-samples", type=int, default=500, help="LEG perturbations (1 channel, 8x8 grid; default 500)")
     s.add_argument("--noise-level", type=float, default=0.1, help="LEG noise level, [0, 1] pixel units (default 0.1)")
-    s.add_argument("--lam", type=float, default=0.1, help="LEG-TV lam (default 0.1)")
-    s.add_argument("--solver", default="auto", help="LEG-TV solver backend (default auto)")
+    s.add_argument("--lam", type=float, default=DEFAULT_LAM, help=f"LEG-TV lam in (0, 1) (default {DEFAULT_LAM})")
+    s.add_argument("--solver", default=DEFAULT_SOLVER, help=f"LEG-TV solver backend (default {DEFAULT_SOLVER})")
     s.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sanity)
@@ -757,7 +931,8 @@ def _build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argume
 # (e.g. "noise_level: ...") is a bad option value
 _OPTION_OF_ARGUMENT = {
     name: "--" + name.replace("_", "-")
-    for name in ("n_samples", "noise_level", "grid_size", "lam", "solver", "perturbations_per_eval", "target", "seed")
+    for name in ("n_samples", "noise_level", "grid_size", "estimator", "sampling", "target_precision", "lam",
+                 "solver", "perturbations_per_eval", "target", "seed")
 }
 
 

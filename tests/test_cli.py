@@ -51,6 +51,58 @@ def _images(folder: Path, n: int = 2) -> list:
     return paths
 
 
+class _Picky(nn.Module):
+    """tiny_model, but it raises on bright images (mean above 0.9, e.g. a white one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_model()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x.mean((1, 2, 3)) > 0.9).any()):
+            raise RuntimeError("cannot handle a bright image")
+        return self.inner(x)
+
+
+def picky_model() -> nn.Module:
+    return _Picky()
+
+
+def _white(folder: Path, name: str = "white.png") -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((20, 24, 3), 255, dtype=np.uint8)).save(folder / name)
+    return folder / name
+
+
+def _bad_files(folder: Path) -> list:
+    """A JPEG cut short (valid when written, then truncated) and a text file named .png."""
+    import io
+
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    cut = folder / "cut.jpg"
+    cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    fake = folder / "notes.png"
+    fake.write_text("not an image\n")
+    (folder / "readme.txt").write_text("not an image suffix: not looked at\n")
+    return [cut, fake]
+
+
+def _skipped(err: str) -> dict:
+    """``{file name: reason}`` of the CLI's "skipped" lines; every stderr line must be one."""
+    out = {}
+    for line in err.strip().splitlines():
+        assert line.startswith("captum-leg: ") and ": skipped, " in line, line
+        path, reason = line[len("captum-leg: "):].split(": skipped, ", 1)
+        out[Path(path).name] = reason
+    return out
+
+
 def _explain_args(src, out, *extra):
     return [
         "explain", str(src), "--out", str(out), "--model", f"{THIS}:tiny_model", "--normalize", "unit",
@@ -138,6 +190,9 @@ def _usage_error(capsys, argv) -> str:
         (["--penalty", "tv", "--lam", "0.1", "0"], "--lam", "0"),
         (["--n-samples", "0"], "--n-samples", "0"),
         (["--device", "nonsense"], "--device", "nonsense"),
+        # options that would change nothing
+        (["--lam", "0.3"], "--lam", "has no effect without --penalty tv"),
+        (["--solver", "highs"], "--solver", "has no effect without --penalty tv"),
     ],
 )
 def test_bad_option_values_are_usage_errors(tmp_path, capsys, extra, option, detail):
@@ -163,6 +218,16 @@ def test_other_commands_report_bad_values_as_usage_errors(tmp_path, capsys):
     assert line.startswith("captum-leg evaluate: error: argument --methods: ") and "'lemon'" in line
     line = _usage_error(capsys, ["evaluate", str(tmp_path), "--out", str(tmp_path / "e"), "--masks", "purple"])
     assert "argument --masks" in line
+    ev = ["evaluate", str(tmp_path), "--out", str(tmp_path / "e")]
+    line = _usage_error(capsys, ev + ["--lam", "0.1", "0.3"])
+    assert "argument --lam: evaluate compares one LEG-TV map per method" in line
+    line = _usage_error(capsys, ev + ["--methods", "leg", "lime", "--lam", "0.3"])
+    assert line.endswith("argument --lam: has no effect without leg-tv in --methods")
+    line = _usage_error(capsys, ev + ["--methods", "lime", "ig", "--grid-size", "7"])
+    assert line.endswith("argument --grid-size: has no effect without leg or leg-tv in --methods")
+    with pytest.raises(SystemExit) as e:  # options evaluate never used are gone
+        main(ev + ["--penalty", "tv"])
+    assert e.value.code == 2 and "unrecognized arguments: --penalty" in capsys.readouterr().err
     line = _usage_error(capsys, ["sanity", "--out", str(tmp_path / "s"), "--noise-level", "-0.1"])
     assert line.startswith("captum-leg sanity: error: argument --noise-level: ")
     line = _usage_error(capsys, ["demo", "--out", str(tmp_path / "d.png"), "--grid-size", "0"])
@@ -280,7 +345,141 @@ def test_sigint_exits_130_with_one_line_and_no_files(tmp_path):
     assert proc.returncode == 130, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "captum-leg: interrupted; completed outputs are kept, rerun to resume"
     assert "Traceback" not in stderr
-    assert not list(out.iterdir())
+    assert not out.exists()  # nothing finished: no files, not even an empty folder
+
+
+def test_explain_skips_unreadable_files_and_explains_the_others(tmp_path, capsys):
+    _images(tmp_path / "in", 1)
+    _bad_files(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(_explain_args(tmp_path / "in", out)) == 1
+    captured = capsys.readouterr()
+    skipped = _skipped(captured.err)
+    assert set(skipped) == {"cut.jpg", "notes.png"}  # readme.txt is not an image name
+    assert skipped["cut.jpg"].startswith("cannot read the image: OSError")
+    assert skipped["notes.png"].startswith("cannot read the image: UnidentifiedImageError")
+    assert "explained 1 image(s)" in captured.out and "2 file(s) failed" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["img0.json", "img0.npy", "img0.png"]
+    # a rerun keeps the finished image, reports the bad files again and fails again
+    assert main(_explain_args(tmp_path / "in", out)) == 1
+    captured = capsys.readouterr()
+    assert set(_skipped(captured.err)) == {"cut.jpg", "notes.png"}
+    assert "1 already done" in captured.out
+    # only bad files: nothing written, not even the folder
+    assert main(_explain_args(tmp_path / "in" / "cut.jpg", tmp_path / "none")) == 1
+    assert set(_skipped(capsys.readouterr().err)) == {"cut.jpg"}
+    assert not (tmp_path / "none").exists()
+
+
+def test_explain_goes_on_when_the_model_fails_on_one_image(tmp_path, capsys):
+    _images(tmp_path / "in", 2)
+    _white(tmp_path / "in")
+    out = tmp_path / "out"
+    args = _explain_args(tmp_path / "in", out)
+    args[args.index("--model") + 1] = f"{THIS}:picky_model"
+    assert main(args) == 1  # the three images come in one batch, which fails as a whole
+    captured = capsys.readouterr()
+    assert _skipped(captured.err) == {"white.png": "the model failed on it: RuntimeError: cannot handle a bright image"}
+    assert sorted(p.name for p in out.glob("*.npy")) == ["img0.npy", "img1.npy"]
+    # the maps are those of a run without the white image (same seed, batch invariance)
+    (tmp_path / "in" / "white.png").unlink()
+    assert main(_explain_args(tmp_path / "in", tmp_path / "ref")) == 0
+    for n in ("img0", "img1"):
+        np.testing.assert_allclose(np.load(out / f"{n}.npy"), np.load(tmp_path / "ref" / f"{n}.npy"), rtol=1e-5, atol=1e-7)
+
+
+def test_explain_stops_when_the_model_fails_on_every_image(tmp_path, capsys):
+    for i in range(2):
+        _white(tmp_path / "two", f"white{i}.png")
+    args = _explain_args(tmp_path / "two", tmp_path / "out")
+    args[args.index("--model") + 1] = f"{THIS}:picky_model"
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert "the model failed on all 2 images it was given" in str(e.value.code)
+    assert "white0.png: RuntimeError: cannot handle a bright image" in str(e.value.code)
+    assert not (tmp_path / "out").exists()
+    capsys.readouterr()
+    # many images: it stops after the first few instead of reporting each
+    for i in range(8):
+        _white(tmp_path / "eight", f"white{i}.png")
+    args[args.index(str(tmp_path / "two"))] = str(tmp_path / "eight")
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--batch-size", "1"])
+    assert "failed on each of the first 5 images" in str(e.value.code)
+    assert len(_skipped(capsys.readouterr().err)) == 5
+
+
+def _evaluate_args(src, out, *extra):
+    return [
+        "evaluate", str(src), "--out", str(out), "--model", f"{THIS}:picky_model", "--normalize", "unit",
+        "--image-size", "16", "--n-samples", "4", "--grid-size", "4", "--methods", "leg", "saliency",
+        "--masks", "mean", "--key-grid", "coarse", "--sensitivity-steps", "2", "--no-progress", *extra,
+    ]
+
+
+def test_evaluate_skips_bad_files_and_images_the_model_fails_on(tmp_path, capsys):
+    _images(tmp_path / "in", 2)
+    _bad_files(tmp_path / "in")
+    _white(tmp_path / "in")
+    out = tmp_path / "ev"
+    assert main(_evaluate_args(tmp_path / "in", out)) == 1
+    captured = capsys.readouterr()
+    skipped = _skipped(captured.err)
+    assert set(skipped) == {"cut.jpg", "notes.png", "white.png"}
+    assert skipped["white.png"] == "the model failed on it: RuntimeError: cannot handle a bright image"
+    assert "evaluated 2 image(s)" in captured.out and "3 file(s) failed" in captured.out
+    rows = list(csv.DictReader(open(out / "key_size_per_image.csv")))
+    assert {r["image"] for r in rows} == {"img0", "img1"}
+    assert {r["n_images"] for r in csv.DictReader(open(out / "key_size.csv"))} == {"2"}
+    assert sorted(p.name for p in (out / "maps").rglob("*.npy")) == ["img0.npy", "img0.npy", "img1.npy", "img1.npy"]
+    # nothing readable: a clear error and no folder
+    both = _evaluate_args(tmp_path / "in" / "cut.jpg", tmp_path / "none")
+    both.insert(2, str(tmp_path / "in" / "notes.png"))
+    with pytest.raises(SystemExit, match="none of the 2 file"):
+        main(both)
+    assert not (tmp_path / "none").exists()
+    # every image fails: the model's error, named
+    with pytest.raises(SystemExit, match="the model failed on all 1 images.*white.png: RuntimeError"):
+        main(_evaluate_args(tmp_path / "in" / "white.png", tmp_path / "none"))
+    assert not (tmp_path / "none").exists()
+
+
+def test_sanity_leaves_no_folder_when_it_fails(tmp_path, monkeypatch):
+    import captum_leg.evaluation.digits as digits
+
+    def no_data(*args, **kwargs):
+        raise ImportError("the digits sanity check needs scikit-learn")
+
+    monkeypatch.setattr(digits, "train_digits_cnn", no_data)
+    with pytest.raises(ImportError, match="scikit-learn"):
+        main(["sanity", "--out", str(tmp_path / "s")])
+    assert not (tmp_path / "s").exists()
+
+
+def test_model_module_is_imported_without_changing_sys_path(tmp_path, monkeypatch, capsys):
+    # MODULE:CALLABLE found in the working directory, whose factory imports a sibling module
+    (tmp_path / "leg_user_models.py").write_text(
+        "def build():\n    from leg_user_layers import make\n    return make()\n"
+    )
+    (tmp_path / "leg_user_layers.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def make():\n    with torch.random.fork_rng(devices=[]):\n"
+        "        return nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))\n"
+    )
+    for name in ("leg_user_models", "leg_user_layers"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    _images(tmp_path / "in", 1)
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    args = _explain_args(tmp_path / "in", tmp_path / "out")
+    args[args.index("--model") + 1] = "leg_user_models:build"
+    try:
+        assert main(args) == 0
+        assert sys.path == before
+    finally:
+        for name in ("leg_user_models", "leg_user_layers"):
+            sys.modules.pop(name, None)
+    assert (tmp_path / "out" / "img0.npy").exists()
 
 
 def test_collect_images_and_clashing_names(tmp_path):
@@ -343,8 +542,17 @@ def test_evaluate_writes_tables_and_plot(tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "key_size.csv")))
     assert len(rows) == 4 * 2
     assert {r["method"] for r in rows} == {"leg", "lime", "saliency", "gradcam"}
+    # every key size is a fraction the coarse grid tries (or 1: never changes), and the
+    # summary is the mean and median of the per-image values
+    from captum_leg.evaluation import COARSE_KEY_FRACTIONS
+
+    tried = set(np.round(COARSE_KEY_FRACTIONS, 6)) | {1.0}
+    per_image = list(csv.DictReader(open(out / "key_size_per_image.csv")))
+    assert len(per_image) == 2 * len(rows)
     for r in rows:
-        assert 0 < float(r["mean"]) <= 1 and 0 < float(r["median"]) <= 1
+        ks = [float(p["key_size"]) for p in per_image if (p["method"], p["mask"]) == (r["method"], r["mask"])]
+        assert len(ks) == 2 and set(np.round(ks, 6)) <= tried, ks
+        assert float(r["mean"]) == pytest.approx(np.mean(ks)) and float(r["median"]) == pytest.approx(min(ks))
     assert {r["cost"] for r in rows if r["method"] in ("leg", "lime")} == {"12"}  # 3 x 4, antithetic
     z = np.load(out / "sensitivity.npz")
     assert z["fractions"].shape == (5,) and z["leg_probability"].shape == (2, 5)
@@ -363,12 +571,25 @@ def test_sanity_command_small(tmp_path, capsys):
     log = capsys.readouterr().out
     assert "test accuracy" in log
     lines = [l for l in (out / "sanity.md").read_text().splitlines() if l.startswith("|")]
-    assert "LEG |rho|" in lines[0] and "noise floor" in lines[2]
     assert len(lines) == 3 + 4  # columns, rule, floor row, four randomised layers
+    # the table renders: "|" inside a cell is escaped, so every row has the 7 columns
+    assert _markdown_cells(lines[0]) == ["randomised up to"] + [
+        f"{m} {r}" for m in ("LEG", "LEG-TV", "gradient") for r in ("rho", "|rho|")
+    ]
+    assert all(len(_markdown_cells(l)) == 7 for l in lines)
     rows = list(csv.DictReader(open(out / "sanity.csv")))
-    floor, last = float(rows[0]["LEG |rho|"]), float(rows[-1]["gradient |rho|"])
-    assert -1 <= last <= 1 and -1 <= floor <= 1
+    assert [r["randomised up to"] for r in rows] == ["(seed-to-seed noise floor)", "fc2", "fc1", "conv2", "conv1"]
+    # the gradient is deterministic: two seeds give the same map; LEG at n = 30 is not
+    assert float(rows[0]["gradient rho"]) == pytest.approx(1.0, abs=1e-12)
+    assert float(rows[0]["LEG rho"]) < 0.99 and float(rows[0]["LEG-TV |rho|"]) < 0.99
     assert (out / "sanity.png").stat().st_size > 1000
+
+
+def _markdown_cells(line: str) -> list:
+    """The cells of a Markdown table row: split at unescaped "|", then unescaped."""
+    import re
+
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
 
 
 def test_demo_runs_and_reports(tmp_path, capsys):

@@ -114,6 +114,7 @@ def test_sphinx_build(tmp_path):
         env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "WARNING" not in proc.stderr and "warning(s)" not in proc.stderr, proc.stderr[-4000:]
     for page in ("index.html", "method.html", "api.html", "visualization.html",
                  "tutorials/leg_vs_integrated_gradients.html", "tutorials/leg_1d_signals.html"):
         assert (out / page).exists(), page
@@ -121,6 +122,14 @@ def test_sphinx_build(tmp_path):
     for name in ("LinearlyEstimatedGradient", "visualize_saliency_multiple", "attr_to_hwc",
                  "visualize_signal_saliency", "visualize_volume_saliency"):
         assert name in api
+    # the results pages render: the sanity table has its seven columns ("|rho|" escaped),
+    # and the link to the method page's section finds it
+    sanity = (out / "results" / "sanity" / "sanity.html").read_text()
+    assert sanity.count('<th class="head">') == 7 and "<p>LEG |rho|</p>" in sanity
+    results = (out / "results" / "README.html").read_text()
+    assert results.count('<th class="head"><p>LEG |rho|</p>') == 1
+    assert 'href="../method.html#measured-precision"' in results
+    assert 'id="measured-precision"' in (out / "method.html").read_text()
     # offline: maths is MathML written at build time, and no page loads a remote script
     # or stylesheet (links to other sites are fine)
     method = (out / "method.html").read_text()
@@ -134,18 +143,21 @@ def test_sphinx_build(tmp_path):
         assert "cdn" not in " ".join(re.findall(r"<script\b[^>]*>", html, re.I)).lower(), page
 
 
-def _build_one_page(tmp_path, index_md: str) -> subprocess.CompletedProcess:
-    """Build a site of one page with the project's conf.py and extensions."""
+def _build_one_page(tmp_path, index_md: str, module: str = "") -> subprocess.CompletedProcess:
+    """Build a site of one page with the project's conf.py and extensions (and, if given,
+    a module ``user_module`` for the page to document)."""
     _needs_docs_extra()
     src = tmp_path / "src"
     (src / "_static").mkdir(parents=True)
     (src / "conf.py").write_text((DOCS / "conf.py").read_text())
     shutil.copytree(DOCS / "_ext", src / "_ext")
     (src / "index.md").write_text(index_md)
+    (tmp_path / "user_module.py").write_text(module)
     return subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "--keep-going", "-q",
          str(src), str(tmp_path / "html")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
 
 
@@ -153,6 +165,16 @@ def test_sphinx_build_fails_on_a_broken_page(tmp_path):
     proc = _build_one_page(tmp_path, "# Broken\n\nSee {doc}`no_such_page`.\n")
     assert proc.returncode != 0
     assert "no_such_page" in proc.stderr
+
+
+def test_sphinx_build_fails_on_a_docstring_warning(tmp_path):
+    module = 'def f(x):\n    """One line.\n\n    Args:\n        x: an *unclosed emphasis\n    """\n'
+    page = "# API\n\n```{eval-rst}\n.. autofunction:: user_module.f\n```\n"
+    proc = _build_one_page(tmp_path, page, module)
+    assert proc.returncode != 0
+    assert "docstring of user_module.f" in proc.stderr and "fail the build" in proc.stderr
+    fine = _build_one_page(tmp_path / "fine", page, module.replace("*unclosed", "closed"))
+    assert fine.returncode == 0, fine.stderr[-2000:]
 
 
 def test_maths_latex2mathml_cannot_render_fails_the_build(tmp_path):

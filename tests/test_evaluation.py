@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from captum.attr import Saliency
 from torch import Tensor, nn
+
+from captum_leg import LEG
 
 from captum_leg.evaluation import (
     MASKS,
@@ -70,9 +73,19 @@ def test_key_size_marks_the_deciding_region(mask):
     ks_good = key_size(model, x, good, mask=mask, **kw)
     ks_rand = key_size(model, x, rand, mask=mask, **kw)
     assert ks_good.shape == (4,)
-    # the region is 16/256 = 0.0625 of the pixels; masking part of it is enough
-    assert bool((ks_good <= 16 / 256 + 1e-6).all()), ks_good
-    assert bool((ks_good > 0).all())
+    # The good map ranks the 16 region pixels first, so the key size is the smallest
+    # count k of them whose masking moves the region's mean past the threshold: black
+    # (0) and white (1) pixels need k / 16 > 0.3, i.e. k = 5; shift moves a pixel by
+    # 100/255, so k * 100/255 / 16 > 0.3 gives k = 13; the mean colour m needs
+    # k (1 - m) / 16 > 0.3; uniform noise u <= 1 needs sum(1 - u) > 4.8, so 5 <= k <= 16.
+    if mask == "noise":
+        assert bool(((ks_good >= 5 / 256 - 1e-6) & (ks_good <= 16 / 256 + 1e-6)).all()), ks_good
+    else:
+        if mask == "mean":
+            k = torch.floor(16 * 0.3 / (1 - x.mean((1, 2, 3)))) + 1
+        else:
+            k = torch.full((4,), {"black": 5.0, "white": 5.0, "shift": 13.0}[mask])
+        torch.testing.assert_close(ks_good, k / 256)
     assert bool((ks_rand > 2 * ks_good).all()), (ks_good, ks_rand)
     # x is never modified
     assert torch.equal(x, region_images(4, 0.0 if inverted else 1.0))
@@ -183,13 +196,15 @@ def test_sensitivity_curves_shapes_and_drop(tmp_path):
         assert np.all(np.diff(c.fractions) > 0)
         assert c.probability.shape == (3, 11) and c.log_odds.shape == (3, 11)
         assert np.allclose(c.log_odds[:, 0], 0.0)
-        assert np.all((c.probability >= 0) & (c.probability <= 1))
+        # at fraction 0 nothing is masked: the model's own probability of its class
+        assert np.allclose(c.probability[:, 0], model(x).softmax(1)[:, 0].detach().numpy(), atol=1e-6)
     # the marking map destroys the class by 10 % masked, the random one does not
     good, rand = curves["good"], curves["random"]
     assert good.probability[:, 0].min() > 0.99 and good.probability[:, 2].max() < 0.01
     assert rand.probability[:, 2].min() > 0.5
     fig = plot_sensitivity(curves, str(tmp_path / "s.png"))
-    assert (tmp_path / "s.png").stat().st_size > 1000 and fig is not None
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    assert [line.get_label() for line in fig.axes[0].get_lines()][:2] == ["good", "random"]
     one = sensitivity_curve(model, x, maps["good"], target=1, pixel_space="unit", steps=[0.0, 0.5])
     assert one.probability.shape == (3, 2) and one.probability[:, 0].max() < 0.01
 
@@ -274,14 +289,17 @@ def test_explain_func_quantus_convention():
     x_copy = x.copy()
     a = explain_func(model=model, inputs=x, targets=y, n_samples=8, grid_size=4, noise_level=0.05)
     assert isinstance(a, np.ndarray) and a.shape == x.shape and a.dtype == np.float32
-    assert np.abs(a).sum() > 0
+    # LEG's own map of those targets, with the default seed 0
+    leg = LEG(model).attribute(torch.from_numpy(x), target=[1, 3], n_samples=8, grid_size=4, noise_level=0.05, seed=0)
+    np.testing.assert_allclose(a, leg.numpy(), rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(x, x_copy)
     # bound defaults, quantus-style keyword call, channel reduction, another method
     f = make_explain_func(n_samples=8, grid_size=4, noise_level=0.05, reduce_channels=True)
     r = f(model=model, inputs=x, targets=y, device="cpu")
-    assert r.shape == (2, 1, 8, 8) and (r >= 0).all()
+    np.testing.assert_allclose(r, np.abs(a).mean(1, keepdims=True), rtol=1e-6, atol=1e-8)
     s = explain_func(model=model, inputs=x, targets=y, method="saliency", budget=3)
-    assert s.shape == x.shape
+    expected = Saliency(model).attribute(torch.from_numpy(x), target=torch.tensor([1, 3]), abs=True)
+    np.testing.assert_allclose(s, expected.detach().numpy(), rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="budget"):
         explain_func(model=model, inputs=x, targets=y, method="lime")
     with pytest.raises(ValueError, match="targets"):

@@ -11,6 +11,8 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from captum_leg.evaluation.seeding import seeded_global_rng
+
 
 class DigitsCNN(nn.Module):
     """conv(1->16) - conv(16->32) - linear(32*4*4 -> 64) - linear(64 -> 10)."""
@@ -52,8 +54,7 @@ def train_digits_cnn(epochs: int = 15, seed: int = 0, n_test: int = 297) -> Tupl
     """
     x, y = load_digits_tensors()
     xtr, ytr, xte, yte = x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed):  # layer construction draws from the global generators
         model = DigitsCNN()
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         gen = torch.Generator().manual_seed(seed)

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from captum_leg.attribution import DEFAULT_NOISE_LEVEL, DEFAULT_SAMPLING
+from captum_leg.attribution import DEFAULT_LAM, DEFAULT_NOISE_LEVEL, DEFAULT_SAMPLING
+from captum_leg.evaluation.seeding import seeded_global_rng
 from captum_leg.grid import cell_index
 
 METHOD_NAMES: Tuple[str, ...] = (
@@ -81,9 +82,8 @@ def last_conv(model: nn.Module) -> nn.Module:
 
 
 def _seeded_call(seed: Optional[int], f: Callable[[], Tensor]) -> Tensor:
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(int(seed))
+    # Captum's sampling methods draw from the global generators
+    with seeded_global_rng(seed):
         return f()
 
 
@@ -95,7 +95,7 @@ def build_method(
     channels: int = 3,
     noise_level: float = DEFAULT_NOISE_LEVEL,
     grid_size: Optional[int] = None,
-    lam: float = 0.1,
+    lam: float = DEFAULT_LAM,
     feature_grid: int = 14,
     layer: Optional[nn.Module] = None,
     perturbations_per_eval: Optional[int] = None,

@@ -20,6 +20,7 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from captum_leg.evaluation.masking import finish_figure
+from captum_leg.evaluation.seeding import seeded_global_rng
 
 #: ``explain(model, inputs, target, seed) -> attributions`` shaped like ``inputs``.
 ExplainWithModel = Callable[[nn.Module, Tensor, Tensor, Optional[int]], Tensor]
@@ -62,8 +63,7 @@ def reinitialize(module: nn.Module, seed: int) -> None:
     Uses ``reset_parameters()`` where the module has one (PyTorch's default init), else
     draws every own parameter from ``N(0, 0.02^2)``.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+    with seeded_global_rng(int(seed)):  # reset_parameters draws from the global generators
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
         else:
