@@ -33,8 +33,9 @@ from captum_leg.solvers import (
     resolve_backend,
     solve_tv,
     solve_tv_batch,
+    unregister_solver,
 )
-from captum_leg.solvers.base import TVProblem
+from captum_leg.solvers import TVProblem
 from captum_leg.solvers.operators import LPOperators, lower_bound, make_feasible
 
 cp = pytest.importorskip("cvxpy")
@@ -333,10 +334,7 @@ def test_solver_contract_is_abstract_and_typed():
         sol = solve_tv_batch(m, (5, 5), S, 0.2, solver="counting")
         assert sol.backend == "counting" and sol.status == ["optimal"]
     finally:
-        from captum_leg.solvers import base
-
-        base._FACTORIES.pop("counting")
-        base._INSTANCES.pop("counting", None)
+        unregister_solver("counting")
 
 
 def test_unknown_option_names_itself():
