@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from captum_leg.grid import get_grid
-from captum_leg.solvers import SolverError, available_solvers, solve_tv_batch
+from captum_leg.solvers import SolverError, available_backends, available_solvers, solve_tv_batch
 
 #: issue 10, CPU with 2 cores: (grid, batch, seconds per map) for the torch backend
 CPU_TARGETS = ((28, 16, 0.05), (112, 2, 2.0), (224, 1, 30.0))
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--grids", type=int, nargs="+", default=[28, 56, 112])
     ap.add_argument("--with-224", action="store_true", help="also run grid 224")
     ap.add_argument("--backends", nargs="+", default=None,
-                    help="default: every available backend (not the 'admm' alias), plus auto")
+                    help="default: every available backend (no aliases), plus auto")
     ap.add_argument("--batch", type=int, default=None,
                     help="maps per call (lam alternates 0.1/0.3); default 16 at grid 28, 1 at 224, else 2")
     ap.add_argument("--reference", default="highs",
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         targets("torch", args.device)
         return
     grids = list(args.grids) + ([224] if args.with_224 and 224 not in args.grids else [])
-    backends = args.backends or [b for b in available_solvers() if b != "admm"]
+    backends = args.backends or [*available_backends(), "auto"]
     batch = {k: args.batch or (16 if k <= 28 else 1 if k >= 224 else 2) for k in grids}
     reference = None if args.reference == "none" else args.reference
     print(HEADER)

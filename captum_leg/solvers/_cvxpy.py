@@ -16,31 +16,40 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, NamedTuple, Optional
 
 import numpy as np
-import torch
 
 from captum_leg.grid import GridShape, get_grid
-from captum_leg.solvers.base import (
-    Deadline,
-    ScaledProblem,
-    ScaledResult,
-    SolveOptions,
-    SolverError,
-    TVSolver,
-    certify_lp_result,
-)
+from captum_leg.solvers.options import Deadline, SolveOptions
+from captum_leg.solvers.per_map import MapAnswer, PerMapSolver
+from captum_leg.solvers.problem import SolverError
+
+
+class CvxpyModel(NamedTuple):
+    """The parametrised scaled LP of one grid shape and the handles the backends read."""
+
+    problem: Any  # cvxpy.Problem
+    h: Any  # Variable (p,)
+    b: Any  # Parameter (M,)
+    lam: Any  # Parameter ()
+    eq: Any  # constraint e == D h
+    upper: Any  # constraint  resid <= lam
+    lower: Any  # constraint -resid <= lam
+
+
+def _cvxpy() -> Any:
+    """cvxpy, imported on first use (optional; typed ``Any``: its names are re-exported
+    implicitly, which a type checker does not follow)."""
+    import cvxpy
+
+    return cvxpy
 
 
 @functools.lru_cache(maxsize=4)
-def build_model(shape: GridShape) -> Tuple[Any, ...]:
-    """The parametrised scaled LP for one grid shape.
-
-    Returns:
-        ``(problem, h, b_param, lam_param, eq_constraint, upper, lower)``.
-    """
-    import cvxpy as cp
+def build_model(shape: GridShape) -> CvxpyModel:
+    """The parametrised scaled LP for one grid shape (compiled once, re-solved per map)."""
+    cp = _cvxpy()
 
     grid = get_grid(shape)
     D = grid.diff_sparse().astype(np.float64)
@@ -56,21 +65,21 @@ def build_model(shape: GridShape) -> Tuple[Any, ...]:
     upper = resid <= lam
     lower = -resid <= lam
     cons = [eq, sigma == cp.sum(h), upper, lower]
-    return cp.Problem(cp.Minimize(cp.norm1(e)), cons), h, b, lam, eq, upper, lower
+    return CvxpyModel(cp.Problem(cp.Minimize(cp.norm1(e)), cons), h, b, lam, eq, upper, lower)
 
 
-class CvxpySolver(TVSolver):
+class CvxpySolver(PerMapSolver):
     """Base of backends reached through cvxpy; subclasses set ``cvxpy_solver``.
 
-    Options besides the common ones are passed to the cvxpy solver unchanged (e.g.
-    Clarabel's ``tol_gap_rel``).
+    Options besides the common ones are the cvxpy solver's own (see
+    :meth:`engine_options`), passed to it unchanged.
     """
 
     cvxpy_solver: str = ""
 
     def _cvxpy_reason(self) -> Optional[str]:
         try:
-            import cvxpy as cp
+            cp = _cvxpy()
         except ImportError as exc:
             return f"cvxpy is not installed ({exc}); pip install 'captum-leg[cvxpy]'"
         if self.cvxpy_solver not in cp.installed_solvers():
@@ -80,55 +89,45 @@ class CvxpySolver(TVSolver):
     def probe(self) -> Optional[str]:
         return self._cvxpy_reason()
 
+    def engine_options(self) -> FrozenSet[str]:
+        """The cvxpy solver's option names (forwarded unchanged)."""
+        return frozenset()
+
     def time_limit_options(self, seconds: float) -> Dict[str, Any]:
         """The cvxpy solver's own option for a time limit of ``seconds``."""
         return {}
 
-    def solve_scaled(
-        self, scaled: ScaledProblem, opts: SolveOptions, deadline: Deadline, **extra: Any
-    ) -> ScaledResult:
-        import cvxpy as cp
+    def apply(self, shape: GridShape, b: np.ndarray, lam: float, options: Dict[str, Any]) -> CvxpyModel:
+        model = build_model(shape)
+        model.b.value, model.lam.value = b, lam
+        return model
 
-        grid = scaled.grid
-        prob, h, b, lam, eq, upper, lower = build_model(grid.shape)
-        b_np = scaled.b.detach().to("cpu", torch.float64).numpy()
-        lam_np = scaled.lams.detach().to("cpu", torch.float64).numpy()
-        B = b_np.shape[0]
-        out_h = np.zeros((B, grid.p))
-        out_z = np.zeros((B, grid.n_edges))
-        out_w = np.zeros((B, grid.n_edges))
-        iters: List[int] = [0] * B
-        solved = np.zeros(B, dtype=bool)
-        why = ""
-        for i in range(B):
-            remaining = deadline.remaining()
-            if remaining is not None and remaining <= 0:
-                why = f"time limit {opts.time_limit:g} s reached"
-                break
-            run_opts = dict(extra)
-            if remaining is not None:
-                for key, value in self.time_limit_options(remaining).items():
-                    old = run_opts.get(key)
-                    run_opts[key] = {**old, **value} if isinstance(old, dict) else value
-            b.value, lam.value = b_np[i], float(lam_np[i])
-            t0 = time.perf_counter()
-            try:
-                prob.solve(solver=self.cvxpy_solver, verbose=opts.verbose, **run_opts)
-            except cp.error.SolverError as exc:
-                raise SolverError(f"LEG-TV backend {self.name!r} failed on map {i}: {exc}") from exc
-            if prob.status in (cp.USER_LIMIT, cp.OPTIMAL_INACCURATE) and deadline.expired():
-                why = f"time limit {opts.time_limit:g} s reached"
-                break
-            if prob.status != cp.OPTIMAL or h.value is None:
-                raise SolverError(
-                    f"LEG-TV backend {self.name!r} failed on map {i}: status {prob.status!r} "
-                    f"after {time.perf_counter() - t0:.1f} s"
-                )
-            out_h[i] = h.value
-            w = np.asarray(upper.dual_value) - np.asarray(lower.dual_value)
-            out_w[i] = w
-            out_z[i] = -(np.asarray(eq.dual_value) + w)
-            n_it = prob.solver_stats.num_iters if prob.solver_stats is not None else None
-            iters[i] = int(n_it or 0)
-            solved[i] = True
-        return certify_lp_result(self.name, scaled, out_h, out_z, out_w, solved, iters, opts, {}, why)
+    def solve_map(
+        self, data: CvxpyModel, deadline: Deadline, opts: SolveOptions, options: Dict[str, Any]
+    ) -> Optional[CvxpyModel]:
+        cp = _cvxpy()
+
+        run_opts = dict(options)
+        remaining = deadline.remaining()
+        if remaining is not None:
+            for key, value in self.time_limit_options(remaining).items():
+                old = run_opts.get(key)
+                run_opts[key] = {**old, **value} if isinstance(old, dict) else value
+        t0 = time.perf_counter()
+        try:
+            data.problem.solve(solver=self.cvxpy_solver, verbose=opts.verbose, **run_opts)
+        except cp.error.SolverError as exc:
+            raise SolverError(str(exc)) from exc
+        status = data.problem.status
+        if status in (cp.USER_LIMIT, cp.OPTIMAL_INACCURATE) and deadline.expired():
+            return None
+        if status != cp.OPTIMAL or data.h.value is None:
+            raise SolverError(f"status {status!r} after {time.perf_counter() - t0:.1f} s")
+        return data
+
+    def invert(self, solution: CvxpyModel, data: CvxpyModel) -> MapAnswer:
+        w = np.asarray(solution.upper.dual_value) - np.asarray(solution.lower.dual_value)
+        z = -(np.asarray(solution.eq.dual_value) + w)
+        stats = solution.problem.solver_stats
+        n_it = stats.num_iters if stats is not None else None
+        return MapAnswer(h=np.asarray(solution.h.value), z=z, w=w, iterations=int(n_it or 0))

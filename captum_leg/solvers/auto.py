@@ -1,19 +1,22 @@
 """``auto``: the chooser that picks a LEG-TV backend for a problem (not a backend).
 
-Rule (measured with ``benchmarks/solvers.py``; tables in ``docs/method.md``, "Solving the
-LP"). It depends on the problem only (device, size), so the same call gives the same
-maps whatever the thread settings:
+It ranks the available backends by what they declare
+(:class:`~captum_leg.solvers.Capabilities`), never by name:
 
-* moments on another device than the CPU (CUDA) -> ``torch`` on that device: all maps
-  of the batch at once, no host round trip;
-* CPU -> ``highs`` below 2000 cells, ``clarabel`` above (when cvxpy is installed; else
-  ``highs``): exact (vertex or interior-point) optima, serial C++/Rust code that is not
-  slowed down by other processes. The ``torch`` backend is faster on CPU only when torch
-  runs single-threaded (grid 112: 1.6 s vs Clarabel's 3.4 s of CPU per map); with two
-  threads on a loaded 2-core machine it ran 10-40x slower. Picking it by the thread count
-  was tried and dropped: the maps then depended on ``OMP_NUM_THREADS`` (two optimal maps
-  of a non-unique LP optimum, both within the tolerance, differ). Programs that run
-  torch single-threaded can pass ``solver="torch"``.
+1. backends that compute on the moments' device type come first (CUDA moments go to a
+   backend that runs there, with no host round trip);
+2. then those whose ``preferred_cells`` range holds the grid's size;
+3. then by ``priority``, then by name (so the choice is deterministic).
+
+With the built-in declarations this gives (measured with ``benchmarks/solvers.py``;
+tables in ``docs/method.md``, "Solving the LP"): moments on CUDA -> ``torch`` on that
+device; on the CPU ``highs`` below 2000 cells and ``clarabel`` from 2000 (``highs`` when
+cvxpy is missing). The rule depends on the problem only (device, size), so the same call
+gives the same maps whatever the thread settings: the ``torch`` backend is faster on the
+CPU only when torch runs single-threaded, and choosing it by the thread count made the
+maps depend on ``OMP_NUM_THREADS`` (two optimal maps of a non-unique LP optimum, both
+within the tolerance, differ). Programs that run torch single-threaded can pass
+``solver="torch"``.
 
 Options are passed unchanged to the chosen backend, so backend-specific options belong
 with an explicit ``solver=``; the common ones (``tol``, ``time_limit``,
@@ -22,20 +25,43 @@ with an explicit ``solver=``; the common ones (``tol``, ``time_limit``,
 
 from __future__ import annotations
 
-from captum_leg.solvers.base import SolverChoice, TVProblem, available_solvers, register_solver
+from typing import List, Tuple
 
-#: below this many cells HiGHS beat Clarabel on CPU (0.08 vs 0.16 s per map at 28 x 28)
-SMALL_P = 2000
+from captum_leg.solvers.problem import SolverError, TVProblem
+from captum_leg.solvers.registry import SolverChoice, available_backends
+
+
+def rank_backends(device_type: str, cells: int) -> List[str]:
+    """The available backends in ``auto``'s order of preference.
+
+    Args:
+        device_type: the moments' device type (``"cpu"``, ``"cuda"``, ...).
+        cells: the grid's number of cells ``p``.
+
+    Returns:
+        Backend names, best first (aliases and choosers left out).
+    """
+    backends = available_backends()  # sorted by name; the stable sort keeps ties so
+
+    def key(name: str) -> Tuple[bool, bool, int]:
+        caps = backends[name].capabilities
+        return (caps.runs_on(device_type), caps.prefers(cells), caps.priority)
+
+    return sorted(backends, key=key, reverse=True)
 
 
 def choose_backend(problem: TVProblem) -> str:
-    """The backend name ``auto`` uses for ``problem`` (see the module docstring)."""
-    avail = available_solvers()
-    if problem.moments.device.type != "cpu":
-        return "torch"
-    if problem.p >= SMALL_P and "clarabel" in avail:
-        return "clarabel"
-    return "highs" if "highs" in avail else "torch"
+    """The backend name ``auto`` uses for ``problem`` (see the module docstring).
+
+    Raises:
+        SolverError: no backend is available.
+    """
+    ranked = rank_backends(problem.device.type, problem.p)
+    if not ranked:
+        raise SolverError("no LEG-TV backend is available")
+    return ranked[0]
 
 
-register_solver("auto", lambda: SolverChoice("auto", choose_backend))
+def auto_choice() -> SolverChoice:
+    """The ``"auto"`` registry entry."""
+    return SolverChoice("auto", choose_backend)

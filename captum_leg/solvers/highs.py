@@ -1,6 +1,6 @@
 """HiGHS backend on the sparse scaled LP (through ``scipy.optimize.linprog``), dual form.
 
-Scaled primal (see :mod:`captum_leg.solvers.base`), ``A = D + c 1^T / p``, ``t = lam``::
+Scaled primal (see :mod:`captum_leg.solvers.problem`), ``A = D + c 1^T / p``, ``t = lam``::
 
     minimise ||D h||_1   s.t.   |A h - b~| <= t
 
@@ -30,27 +30,25 @@ runs the same HiGHS solvers (measured within load noise of ``highspy`` at grids 
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from scipy.optimize import linprog
+from scipy.optimize import OptimizeResult, linprog
 
 from captum_leg.grid import GridShape, get_grid
-from captum_leg.solvers.base import (
-    Deadline,
-    ScaledProblem,
-    ScaledResult,
-    SolveOptions,
-    SolverError,
-    TVSolver,
-    certify_lp_result,
-    check_extra,
-    register_solver,
-)
+from captum_leg.solvers.contract import Capabilities
+from captum_leg.solvers.options import Deadline, OptionSpec, SolveOptions
+from captum_leg.solvers.per_map import MapAnswer, PerMapSolver
+from captum_leg.solvers.problem import SolverError
 
 _METHODS = {"ipm": "highs-ipm", "simplex": "highs-ds"}
+
+
+def _method(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in ("auto", *_METHODS):
+        raise ValueError(f"{name} must be 'auto', 'ipm' or 'simplex', got {value!r}")
+    return "ipm" if value == "auto" else value
 
 
 @functools.lru_cache(maxsize=8)
@@ -68,65 +66,58 @@ def _dual_lp(shape: GridShape) -> Tuple[sp.csc_matrix, np.ndarray]:
     return sp.vstack([top, bot], format="csc"), np.c_[lower, upper]
 
 
-class HighsSolver(TVSolver):
+class _DualLP(NamedTuple):
+    """One map's dual LP: the shared matrix and bounds, its own cost vector."""
+
+    A: sp.csc_matrix
+    bounds: np.ndarray
+    cost: np.ndarray
+    method: str
+    p: int
+    M: int
+
+
+class HighsSolver(PerMapSolver):
     """HiGHS (interior point + crossover, or dual simplex) on the dual of the scaled LP.
 
-    Options (besides ``tol``, ``time_limit``, ``accept_inexact``, ``verbose``):
-        method: ``"ipm"`` (interior point + crossover, the default; ``"auto"`` is the
-            same) or ``"simplex"`` (dual simplex).
+    Options besides ``tol``, ``time_limit``, ``accept_inexact`` and ``verbose``:
+
+    * ``method``: ``"ipm"`` (interior point + crossover, the default; ``"auto"`` is the
+      same) or ``"simplex"`` (dual simplex).
     """
 
     name = "highs"
-    options = ("method",)
+    options = (OptionSpec("method", "ipm", _method, "'ipm' (or 'auto') or 'simplex'"),)
+    # HiGHS beat Clarabel below 2000 cells on the CPU (0.08 vs 0.16 s per map at 28 x 28)
+    capabilities = Capabilities(devices=("cpu",), preferred_cells=(0, 2000), priority=30)
 
-    def solve_scaled(
-        self, scaled: ScaledProblem, opts: SolveOptions, deadline: Deadline, **extra: Any
-    ) -> ScaledResult:
-        check_extra(self.name, extra, self.options)
-        method = extra.get("method", "auto")
-        if method == "auto":
-            method = "ipm"
-        if method not in _METHODS:
-            raise ValueError(f"method must be 'auto', 'ipm' or 'simplex', got {method!r}")
-        grid = scaled.grid
-        p, M = grid.p, grid.n_edges
-        A, bounds = _dual_lp(grid.shape)
-        zeros = np.zeros(A.shape[0])
-        b_np = scaled.b.detach().to("cpu", torch.float64).numpy()
-        lam_np = scaled.lams.detach().to("cpu", torch.float64).numpy()
-        B = b_np.shape[0]
-        h = np.zeros((B, p))
-        z = np.zeros((B, M))
-        w = np.zeros((B, M))
-        iters: List[int] = [0] * B
-        why = ""
-        solved = np.zeros(B, dtype=bool)
-        for i in range(B):
-            remaining = deadline.remaining()
-            if remaining is not None and remaining <= 0:
-                why = f"time limit {opts.time_limit:g} s reached"
-                break
-            lp_opts: Dict[str, Any] = {"disp": bool(opts.verbose)}
-            if remaining is not None:
-                lp_opts["time_limit"] = float(remaining)
-            cost = np.r_[lam_np[i] - b_np[i], lam_np[i] + b_np[i], np.zeros(M + 1)]
-            res = linprog(
-                cost, A_eq=A, b_eq=zeros, bounds=bounds, method=_METHODS[method], options=lp_opts
-            )
-            if res.status == 1 and "time" in str(res.message).lower():
-                why = f"time limit {opts.time_limit:g} s reached"
-                break
-            if res.status != 0 or res.x is None:
-                raise SolverError(
-                    f"LEG-TV backend 'highs' ({method}) failed on map {i}: {res.message}"
-                )
-            h[i] = -res.eqlin.marginals[:p]  # d(objective)/d(rhs) of the dual LP = -h
-            x = res.x
-            w[i] = x[M : 2 * M] - x[:M]
-            z[i] = x[2 * M : 3 * M]
-            iters[i] = int(res.nit)
-            solved[i] = True
-        return certify_lp_result(self.name, scaled, h, z, w, solved, iters, opts, {"method": method}, why)
+    def apply(self, shape: GridShape, b: np.ndarray, lam: float, options: Dict[str, Any]) -> _DualLP:
+        A, bounds = _dual_lp(shape)
+        M = b.shape[0]
+        cost = np.r_[lam - b, lam + b, np.zeros(M + 1)]
+        return _DualLP(A, bounds, cost, options["method"], A.shape[0] - 1, M)
 
+    def solve_map(
+        self, data: _DualLP, deadline: Deadline, opts: SolveOptions, options: Dict[str, Any]
+    ) -> Optional[OptimizeResult]:
+        lp_opts: Dict[str, Any] = {"disp": bool(opts.verbose)}
+        remaining = deadline.remaining()
+        if remaining is not None:
+            lp_opts["time_limit"] = float(remaining)
+        res = linprog(
+            data.cost, A_eq=data.A, b_eq=np.zeros(data.A.shape[0]), bounds=data.bounds,
+            method=_METHODS[data.method], options=lp_opts,
+        )
+        if res.status == 1 and "time" in str(res.message).lower():
+            return None
+        if res.status != 0 or res.x is None:
+            raise SolverError(f"HiGHS ({data.method}): {res.message}")
+        return res
 
-register_solver("highs", HighsSolver)
+    def invert(self, solution: OptimizeResult, data: _DualLP) -> MapAnswer:
+        x, M = solution.x, data.M
+        h = -solution.eqlin.marginals[: data.p]  # d(objective)/d(rhs) of the dual LP = -h
+        return MapAnswer(h=h, z=x[2 * M : 3 * M], w=x[M : 2 * M] - x[:M], iterations=int(solution.nit))
+
+    def run_info(self, options: Dict[str, Any]) -> Dict[str, Any]:
+        return {"method": options["method"]}

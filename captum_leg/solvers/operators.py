@@ -1,6 +1,6 @@
 """Structured operators and certificates of the scaled LEG-TV LP, on any grid.
 
-Scaled problem (see :mod:`captum_leg.solvers.base`) on a grid with ``p`` cells and ``M``
+Scaled problem (see :mod:`captum_leg.solvers.problem`) on a grid with ``p`` cells and ``M``
 edges, ``A = D + c 1^T / p``, ``c = D L^{-1} 1``, ``t = lam``::
 
     primal   minimise ||D h||_1         s.t.  |A h - b| <= t
@@ -20,8 +20,9 @@ maps onto GPU matrix units. Nothing here forms a dense ``p x p`` matrix.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -35,7 +36,18 @@ MATMUL_DST_MAX = 512
 class LPOperators:
     """The operators of the scaled LP on one grid, in the grid's device and dtype.
 
-    Vectors on cells are ``(..., *grid.shape)``, vectors on edges ``(..., M)``.
+    Vectors on cells are ``(..., *grid.shape)``, vectors on edges ``(..., M)``. Get one
+    with :func:`get_operators` (cached per grid); treat instances as immutable.
+
+    Attributes:
+        sine_matrices: per axis, the ``k x k`` type-I sine matrix when every axis has at
+            most :data:`MATMUL_DST_MAX` cells, else ``None`` (then ``L^{-1}`` runs through
+            the grid's FFT path).
+        inverse_eigenvalues: ``(*grid.shape)`` tensor with
+            ``L^{-1} v = sine(sine(v) * inverse_eigenvalues)`` (:meth:`sine_transform`;
+            the scales of the two transforms are folded in), or ``None`` with the sine
+            matrices.
+        cc: ``c^T c``.
     """
 
     def __init__(self, grid: Grid):
@@ -49,38 +61,63 @@ class LPOperators:
         self.l_inv_ones = grid.l_inv_ones
         self.ones_l_inv_ones = grid.ones_l_inv_ones
         self.cc = float((grid.c * grid.c).sum())
-        dev, dt = grid.device, grid.dtype
-        self._sines: Optional[List[Tensor]] = None
+        self.sine_matrices: Optional[Tuple[Tensor, ...]] = None
+        self.inverse_eigenvalues: Optional[Tensor] = None
         if max(self.shape) <= MATMUL_DST_MAX:
-            sines = []
-            eig = torch.zeros(self.shape, device=dev, dtype=torch.float64)
-            for axis, k in enumerate(self.shape):
-                j = torch.arange(1, k + 1, device=dev, dtype=torch.float64)
-                sines.append(torch.sin(math.pi * torch.outer(j, j) / (k + 1)).to(dt))
-                lam = 2 - 2 * torch.cos(math.pi * j / (k + 1))
-                eig = eig + lam.reshape((k,) + (1,) * (self.ndim - axis - 1))
-            # the sine matrix squared is (k+1)/2 times the identity: fold the scales in
-            scale = math.prod(2.0 / (k + 1) for k in self.shape)
-            self._sines = sines
-            self._inv_eig = (scale / eig).to(dt)
+            self._build_sines()
+
+    def _build_sines(self) -> None:
+        dev, dt = self.grid.device, self.grid.dtype
+        sines = []
+        eig = torch.zeros(self.shape, device=dev, dtype=torch.float64)
+        for axis, k in enumerate(self.shape):
+            j = torch.arange(1, k + 1, device=dev, dtype=torch.float64)
+            sines.append(torch.sin(math.pi * torch.outer(j, j) / (k + 1)).to(dt))
+            lam = 2 - 2 * torch.cos(math.pi * j / (k + 1))
+            eig = eig + lam.reshape((k,) + (1,) * (self.ndim - axis - 1))
+        # the sine matrix squared is (k+1)/2 times the identity: fold the scales in
+        scale = math.prod(2.0 / (k + 1) for k in self.shape)
+        self.sine_matrices = tuple(sines)
+        self.inverse_eigenvalues = (scale / eig).to(dt)
 
     # -- L^{-1} and its rank-one relatives -----------------------------------------
-    def _sine(self, x: Tensor) -> Tensor:
-        assert self._sines is not None
+    def sine_transform(
+        self, x: Tensor, out: Optional[Tensor] = None, spare: Optional[Tensor] = None
+    ) -> Tensor:
+        """The separable type-I sine transform of cell vectors ``x`` (unnormalised).
+
+        Args:
+            x: ``(B, *shape)`` cell vectors.
+            out, spare: optional buffers shaped like ``x`` (both or neither); the axes
+                alternate between them, so on one or two axes nothing is allocated. ``x``
+                is not modified unless it is one of them.
+
+        Returns:
+            The transform: a new tensor, or ``out`` or ``spare`` when they are given.
+
+        Raises:
+            RuntimeError: the grid has no sine matrices (:attr:`sine_matrices` is None).
+        """
+        if self.sine_matrices is None:
+            raise RuntimeError(f"no sine matrices on grid {self.shape} (axes > {MATMUL_DST_MAX})")
         nd = self.ndim
-        for axis, s in enumerate(self._sines):
+        src = x
+        for axis, s in enumerate(self.sine_matrices):
+            dst = None if out is None else (spare if src is out else out)
             if axis == nd - 1:
-                x = x @ s  # symmetric matrix: the last axis needs no transposition
-            else:
-                dim = axis - nd
-                x = torch.matmul(s, x.movedim(dim, -2)).movedim(-2, dim)
-        return x
+                src = torch.matmul(src, s, out=dst)  # symmetric matrix: no transposition
+            elif axis == nd - 2:
+                src = torch.matmul(s, src, out=dst)
+            else:  # third-from-last axes and beyond (volumes): allocates
+                moved = torch.matmul(s, src.movedim(axis - nd, -2)).movedim(-2, axis - nd)
+                src = moved if dst is None else dst.copy_(moved)
+        return src
 
     def laplacian_solve(self, v: Tensor) -> Tensor:
         """``L^{-1} v``."""
-        if self._sines is None:
+        if self.inverse_eigenvalues is None:
             return self.grid.laplacian_solve(v)
-        return self._sine(self._sine(v) * self._inv_eig)
+        return self.sine_transform(self.sine_transform(v) * self.inverse_eigenvalues)
 
     def _total(self, v: Tensor) -> Tensor:
         return self.grid.total(v, keepdim=True)
@@ -90,18 +127,6 @@ class LPOperators:
         y = self.laplacian_solve(v)
         coef = self._total(y) / (self.p + self.ones_l_inv_ones)
         return y - coef * self.l_inv_ones
-
-    def normal_solve(self, v: Tensor, alpha: float) -> Tensor:
-        """``(D^T D + alpha^2 A^T A)^{-1} v``.
-
-        ``A^T A = L + a 1 1^T`` with ``a = (2 + c^T c / p) / p`` (from ``D^T c = 1``), so
-        the matrix is ``g L + beta 1 1^T``: one ``L^{-1}`` and Sherman-Morrison.
-        """
-        g = 1.0 + alpha * alpha
-        beta = alpha * alpha * (2.0 + self.cc / self.p) / self.p
-        y = self.laplacian_solve(v)
-        coef = (beta / (g * g)) * self._total(y) / (1.0 + beta * self.ones_l_inv_ones / g)
-        return y / g - coef * self.l_inv_ones
 
     # -- D, A and their transposes ---------------------------------------------------
     def diff(self, h: Tensor) -> Tensor:
@@ -128,6 +153,12 @@ class LPOperators:
     def leg(self, b: Tensor) -> Tensor:
         """``A^+ b = S^{-1} D^T b``: the LEG map of the scaled problem (``A h = b``)."""
         return self.s_solve(self.diff_t(b))
+
+
+@functools.lru_cache(maxsize=16)
+def get_operators(grid: Grid) -> LPOperators:
+    """The (cached) operators of ``grid`` (grids are cached by :func:`~captum_leg.grid.get_grid`)."""
+    return LPOperators(grid)
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,17 +249,24 @@ def relative_gap(ub: Tensor, lb: Tensor) -> Tensor:
 
 
 def certify(
-    ops: LPOperators, b: Tensor, t: Tensor, h: Tensor, z: Tensor, w: Tensor
+    ops: LPOperators,
+    b: Tensor,
+    t: Tensor,
+    h: Tensor,
+    z: Tensor,
+    w: Tensor,
+    h_leg: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Feasible maps and certified relative gaps from approximate primal-dual solutions.
 
     Args:
         ops: operators. b: ``(B, M)``. t: ``(B,)``. h: ``(B, *shape)`` primal maps.
         z, w: ``(B, M)`` dual estimates (sign convention of the module docstring).
+        h_leg: the LEG maps ``ops.leg(b)`` when already at hand.
 
     Returns:
         ``(h_feasible, objective, rel_gap)``, each batched over maps.
     """
-    h_feas, ub = make_feasible(ops, b, t, h, ops.leg(b))
+    h_feas, ub = make_feasible(ops, b, t, h, ops.leg(b) if h_leg is None else h_leg)
     lb = lower_bound(ops, b, t, z, w)
     return h_feas, ub, relative_gap(ub, lb)

@@ -48,18 +48,18 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import Tensor
 
-from captum_leg.solvers.base import (
-    Deadline,
-    ScaledProblem,
-    ScaledResult,
-    SolveOptions,
-    TVProblem,
-    TVSolver,
-    check_extra,
-    finish_certified,
-    register_solver,
-)
+from captum_leg.solvers.certification import ScaledResult
+from captum_leg.solvers.contract import Capabilities, TVSolver
 from captum_leg.solvers.operators import LPOperators, lower_bound, make_feasible, relative_gap
+from captum_leg.solvers.options import (
+    Deadline,
+    OptionSpec,
+    SolveOptions,
+    one_of,
+    positive_int,
+    positive_number,
+)
+from captum_leg.solvers.problem import ScaledProblem
 
 _ETA = 0.998  # tau * sigma = eta^2 < 1 (the K^T K metric has ||K (K^T K)^{-1/2}|| = 1)
 _RESTART_SUFFICIENT = 0.2
@@ -67,6 +67,7 @@ _RESTART_NECESSARY = 0.5
 _RESTART_ARTIFICIAL = 0.2
 _PID_P, _PID_I, _PID_DECAY = 0.99, 0.01, 0.3
 _LOG_OMEGA_MAX = 30.0
+_Index = Tuple[slice, ...]  # a view of the padded cell buffer
 
 
 class _Batch:
@@ -103,7 +104,7 @@ class _Batch:
         self.pad = torch.zeros((B,) + tuple(k + 2 for k in shape), dtype=dt, device=dev)
         inner = (slice(None),) + (slice(1, -1),) * nd
         self.interior = self.pad[inner]
-        self.blocks: List[Tuple[int, int, int, Tuple[int, ...], tuple, tuple]] = []
+        self.blocks: List[Tuple[int, int, int, Tuple[int, ...], _Index, _Index]] = []
         offset = 0
         for a in reversed(range(nd)):  # last axis first, as Grid.diff
             lo, hi = list(inner), list(inner)
@@ -118,7 +119,8 @@ class _Batch:
         self.beta = self.alpha2 * (2.0 + ops.cc / ops.p) / ops.p
         self.u_g = ops.l_inv_ones / self.g
         self.denom = 1.0 + self.beta * ops.ones_l_inv_ones / self.g
-        self.inv_eig = None if ops._sines is None else ops._inv_eig / self.g
+        inv_eig = ops.inverse_eigenvalues
+        self.inv_eig = None if inv_eig is None else inv_eig / self.g
 
     def keep(self, mask: Tensor) -> "_Batch":
         """The batch restricted to the maps in ``mask`` (fresh buffers)."""
@@ -147,31 +149,15 @@ class _Batch:
             blk = out[:, offset : offset + size].view((self.B,) + bshape)
             torch.sub(self.pad[lo], self.pad[hi], out=blk)
 
-    def _sine(self, x: Tensor, out: Tensor, spare: Tensor) -> Tensor:
-        """The separable sine transform of ``x`` (result in ``out`` or ``spare``)."""
-        sines = self.ops._sines
-        assert sines is not None
-        nd = self.ops.ndim
-        src, dst = x, out
-        for axis, s in enumerate(sines):
-            if axis == nd - 1:
-                torch.matmul(src, s, out=dst)  # symmetric sine matrix
-            elif axis == nd - 2:
-                torch.matmul(s, src, out=dst)
-            else:  # third-from-last axes and beyond: rare (volumes); allocate
-                dst.copy_(torch.matmul(s, src.movedim(axis - nd, -2)).movedim(-2, axis - nd))
-            src, dst = dst, (spare if dst is out else out)
-        return src
-
     def normal_solve_into_pad(self, q: Tensor, s: Tensor) -> None:
         """``v = (K^T K)^{-1} (q + 1 s)`` into :attr:`interior` (``q`` is overwritten)."""
         if self.inv_eig is None:  # very long axes: the FFT path of the grid
-            y = self.ops.grid.laplacian_solve(q) / self.g
+            y = self.ops.laplacian_solve(q) / self.g
         else:
-            y = self._sine(q, self.c1, self.c2)
+            y = self.ops.sine_transform(q, self.c1, self.c2)
             y.mul_(self.inv_eig)
             free = [buf for buf in (q, self.c1, self.c2) if buf is not y]
-            y = self._sine(y, free[0], free[1])
+            y = self.ops.sine_transform(y, free[0], free[1])
         coef = (s - self.beta * y.sum(self.dims)) / self.denom
         torch.addcmul(y, coef.reshape((-1,) + (1,) * self.ops.ndim), self.u_g, out=self.interior)
 
@@ -276,79 +262,97 @@ class _Batch:
 
 
 @dataclass
+class _Best:
+    """The best certificates of every map so far: a feasible map (upper bound ``ub``) and
+    a dual point (lower bound ``lb``, which the driver recomputes from ``z, w``)."""
+
+    h: Tensor  # (B, *shape)
+    ub: Tensor
+    lb: Tensor
+    z: Tensor  # (B, M)
+    w: Tensor
+
+    @classmethod
+    def start(cls, ops: LPOperators, h_leg: Tensor) -> "_Best":
+        """The LEG map (feasible for every ``lam``) and the zero dual point (bound 0)."""
+        B, dev, dt = h_leg.shape[0], h_leg.device, h_leg.dtype
+        zeros = torch.zeros(B, ops.n_edges, dtype=dt, device=dev)
+        ub = ops.diff(h_leg).abs().sum(-1)
+        return cls(h_leg.clone(), ub, torch.zeros_like(ub), zeros, zeros.clone())
+
+    def lower(self, ops: LPOperators, idx: Tensor, b: Tensor, t: Tensor, z: Tensor, w: Tensor) -> None:
+        """Keep the dual points ``(z, w)`` of the active maps ``idx`` that bound better."""
+        lb = lower_bound(ops, b, t, z, w)
+        better = lb > self.lb[idx]
+        self.lb[idx] = torch.where(better, lb, self.lb[idx])
+        self.z[idx] = torch.where(better[:, None], z, self.z[idx])
+        self.w[idx] = torch.where(better[:, None], w, self.w[idx])
+
+    def upper(self, ops: LPOperators, sel: Tensor, idx: Tensor, e_hat: Tensor, b: Tensor,
+              t: Tensor, h_leg: Tensor, tol: float) -> None:
+        """Repair the PDHG iterates ``sel`` (of the active maps ``idx``); keep better maps."""
+        h_hat = ops.laplacian_solve(ops.diff_t(e_hat[sel]))  # h = L^{-1} D^T (D h)
+        h_f, ub = make_feasible(ops, b[sel], t[sel], h_hat, h_leg[sel], slack=0.01 * tol)
+        gi = idx[sel]
+        better = ub < self.ub[gi]
+        self.ub[gi] = torch.where(better, ub, self.ub[gi])
+        self.h[gi] = torch.where(better.reshape((-1,) + (1,) * ops.ndim), h_f, self.h[gi])
+
+
+@dataclass
 class _Run:
     """Per-map outcome of :func:`_solve`."""
 
-    h: Tensor  # best feasible maps (B, *shape)
-    ub: Tensor
-    lb: Tensor
+    best: _Best
     iterations: Tensor
     restarts: Tensor
     why: str = ""
 
 
+def _dtype(name: str, value: Any) -> torch.dtype:
+    dtype: torch.dtype = one_of(torch.float64, torch.float32, error=TypeError)(name, value)
+    return dtype
+
+
 class TorchPdhgSolver(TVSolver):
     """Batched restarted Halpern PDHG on the moments' device (CPU or CUDA).
 
-    Options (besides ``tol``, ``time_limit``, ``accept_inexact``, ``verbose``):
-        max_iter: iteration limit per map (default ``20000``).
-        check_every: iterations between restart/certificate checks (default ``32``).
-        dtype: working dtype (default ``torch.float64``; ``torch.float32`` halves memory
-            traffic on GPUs, the certificates then reach ~1e-4 to 1e-3).
-        alpha: weight of the constraint rows against the TV rows (default ``0.7``).
+    Options besides ``tol``, ``time_limit``, ``accept_inexact`` and ``verbose``:
+
+    * ``max_iter``: iteration limit per map (default ``20000``);
+    * ``check_every``: iterations between restart/certificate checks (default ``32``);
+    * ``dtype``: working dtype (default ``torch.float64``; ``torch.float32`` halves memory
+      traffic on GPUs, the certificates then reach ~1e-4 to 1e-3);
+    * ``alpha``: weight of the constraint rows against the TV rows (default ``0.7``).
     """
 
     name = "torch"
-    options = ("max_iter", "check_every", "dtype", "alpha")
+    options = (
+        OptionSpec("max_iter", 20000, positive_int, "iteration limit per map"),
+        OptionSpec("check_every", 32, positive_int, "iterations between certificate checks"),
+        OptionSpec("dtype", torch.float64, _dtype, "working dtype, float64 or float32"),
+        OptionSpec("alpha", 0.7, positive_number, "weight of the constraint rows"),
+    )
+    # any device; on the CPU the serial LP backends come first (docs/method.md: with
+    # several torch threads on a loaded machine it ran 10-40x slower)
+    capabilities = Capabilities(devices=None, preferred_cells=None, priority=0)
 
-    def working_dtype(self, extra: Dict[str, Any]) -> torch.dtype:
-        dtype = extra.get("dtype", torch.float64)
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        return dtype
-
-    def working_device(self, problem: TVProblem) -> torch.device:
-        return problem.moments.device
+    def working_dtype(self, options: Dict[str, Any]) -> torch.dtype:
+        return _dtype("dtype", self.option_values(options)["dtype"])
 
     def solve_scaled(
-        self, scaled: ScaledProblem, opts: SolveOptions, deadline: Deadline, **extra: Any
+        self, scaled: ScaledProblem, opts: SolveOptions, deadline: Deadline, **options: Any
     ) -> ScaledResult:
-        check_extra(self.name, extra, self.options)
-        max_iter = extra.get("max_iter", 20000)
-        check_every = extra.get("check_every", 32)
-        alpha = extra.get("alpha", 0.7)
-        for name, v in (("max_iter", max_iter), ("check_every", check_every)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (alpha > 0):
-            raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
-        run = _solve(LPOperators(scaled.grid), scaled.b, scaled.lams, opts, deadline,
-                     max_iter, check_every, float(alpha))
-        B = scaled.batch_size
-        info = {"restarts": run.restarts.tolist(), "alpha": alpha, "check_every": check_every}
-        return finish_certified(self.name, run.h.reshape(B, -1), relative_gap(run.ub, run.lb),
-                                run.iterations.tolist(), opts, info, run.why)
-
-
-def _improve_upper(
-    ops: LPOperators,
-    sel: Tensor,
-    idx: Tensor,
-    e_hat: Tensor,
-    b: Tensor,
-    t: Tensor,
-    h_leg: Tensor,
-    tol: float,
-    best_h: Tensor,
-    best_ub: Tensor,
-) -> None:
-    """Repair the PDHG iterates ``sel`` (of the active maps) and keep better bounds."""
-    h_hat = ops.laplacian_solve(ops.diff_t(e_hat[sel]))  # h = L^{-1} D^T (D h)
-    h_f, ub = make_feasible(ops, b[sel], t[sel], h_hat, h_leg[sel], slack=0.01 * tol)
-    gi = idx[sel]
-    better = ub < best_ub[gi]
-    best_ub[gi] = torch.where(better, ub, best_ub[gi])
-    best_h[gi] = torch.where(better.reshape((-1,) + (1,) * ops.ndim), h_f, best_h[gi])
+        values = self.option_values(options)
+        alpha, check_every = values["alpha"], values["check_every"]
+        run = _solve(scaled.ops, scaled.b, scaled.lams, opts, deadline, values["max_iter"],
+                     check_every, alpha)
+        best, B = run.best, scaled.batch_size
+        return ScaledResult(
+            h=best.h.reshape(B, -1), z=best.z, w=best.w, iterations=run.iterations.tolist(),
+            why=run.why, reported_gap=relative_gap(best.ub, best.lb),
+            info={"restarts": run.restarts.tolist(), "alpha": alpha, "check_every": check_every},
+        )
 
 
 def _solve(
@@ -362,42 +366,35 @@ def _solve(
     alpha: float,
 ) -> _Run:
     """Solve one batch from the LEG map (feasible for every ``lam``)."""
-    B = b_all.shape[0]
-    dev, dt = b_all.device, b_all.dtype
-    tol = opts.tol
+    B, dev, dt = b_all.shape[0], b_all.device, b_all.dtype
+    # stop a little inside tol: the driver recomputes the bounds on the whole batch, whose
+    # rounding may differ from this subset's by a few ulps
+    target = opts.tol * (1 - 64 * math.sqrt(torch.finfo(dt).eps))
     h_leg_all = ops.leg(b_all)
     iters = torch.zeros(B, dtype=torch.long, device=dev)
     restarts = torch.zeros(B, dtype=torch.long, device=dev)
-    # the LEG map is feasible for every lam: the first upper bound is free
-    best_h = h_leg_all.clone()
-    best_ub = ops.diff(best_h).abs().sum(-1)
-    best_lb = torch.zeros(B, dtype=dt, device=dev)  # ||D h||_1 >= 0
+    best = _Best.start(ops, h_leg_all)
     e = ops.diff(h_leg_all)
-    z, w = torch.zeros_like(e), torch.zeros_like(e)
-    omega = torch.ones(B, dtype=dt, device=dev)
-
+    bt = _Batch(ops, alpha, e, torch.zeros_like(e), torch.zeros_like(e),
+                torch.ones(B, dtype=dt, device=dev))
     idx = torch.arange(B, device=dev)  # active maps
     b, t, h_leg = b_all, t_all, h_leg_all
-    bt = _Batch(ops, alpha, e, z, w, omega)
     total = 0  # iterations run by every active map so far (all start together)
     why = ""
     while idx.numel():
         bt.run(check_every, _ETA, b, t)
         total += check_every
         r = bt.residual(_ETA)
-
-        # certificates ------------------------------------------------------------------
-        best_lb[idx] = torch.maximum(best_lb[idx], lower_bound(ops, b, t, bt.z_hat, bt.w_hat))
+        best.lower(ops, idx, b, t, bt.z_hat, bt.w_hat)
         e_hat = 0.5 * (bt.e + bt.e_bar)
         raw_ub = e_hat.abs().sum(-1)  # TV of the (slightly infeasible) PDHG iterate
         # the feasible repair costs ~tens of L^{-1} solves: only for maps it may finish
-        want_ub = relative_gap(raw_ub, best_lb[idx]) <= tol
+        want_ub = relative_gap(raw_ub, best.lb[idx]) <= target
         if bool(want_ub.any()):
-            _improve_upper(ops, want_ub.nonzero().flatten(), idx, e_hat, b, t, h_leg, tol,
-                           best_h, best_ub)
-        gap = relative_gap(best_ub[idx], best_lb[idx])
+            best.upper(ops, want_ub.nonzero().flatten(), idx, e_hat, b, t, h_leg, opts.tol)
+        gap = relative_gap(best.ub[idx], best.lb[idx])
         iters[idx] = total
-        conv = gap <= tol
+        conv = gap <= target
         if opts.verbose:
             print(
                 f"[torch] it {total}: active {idx.numel()}, max gap {float(gap.max()):.2e}, "
@@ -405,29 +402,22 @@ def _solve(
                 flush=True,
             )
         restarts[idx[bt.restart_or_continue(r, total)]] += 1
-
-        # converged maps leave the batch --------------------------------------------
-        if bool(conv.any()):
+        if bool(conv.any()):  # converged maps leave the batch
             keep = ~conv
-            idx = idx[keep]
-            b, t, h_leg = b[keep], t[keep], h_leg[keep]
+            idx, b, t, h_leg, e_hat = idx[keep], b[keep], t[keep], h_leg[keep], e_hat[keep]
             if idx.numel():
                 bt = bt.keep(keep)
         if not idx.numel():
             break
-        if total >= max_iter:
-            why = f"iteration limit {max_iter} reached"
-        elif deadline.expired():
-            why = f"time limit {opts.time_limit:g} s reached"
+        why = _limit_reached(total, max_iter, deadline)
         if why:  # the best feasible point of the unfinished maps, for inexact results
             every = torch.arange(idx.numel(), device=dev)
-            _improve_upper(ops, every, idx, e_hat, b, t, h_leg, tol, best_h, best_ub)
+            best.upper(ops, every, idx, e_hat, b, t, h_leg, opts.tol)
             break
+    return _Run(best, iters, restarts, why)
 
-    return _Run(best_h, best_ub, best_lb, iters, restarts, why)
 
-
-register_solver("torch", TorchPdhgSolver)
-# "admm" named the previous torch backend (plain ADMM: slower at every grid measured and
-# short of a 1e-4 certificate at 112 x 112); it is kept as an alias of this solver.
-register_solver("admm", TorchPdhgSolver)
+def _limit_reached(total: int, max_iter: int, deadline: Deadline) -> str:
+    if total >= max_iter:
+        return f"iteration limit {max_iter} reached"
+    return deadline.reason() if deadline.expired() else ""
