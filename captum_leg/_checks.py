@@ -91,8 +91,10 @@ def per_input(name: str, value: object, n_inputs: int, is_tuple: bool) -> Tuple[
 def check_grid_shape(name: str, value: object, spatial: Tuple[int, ...]) -> Tuple[int, ...]:
     """An int (same count on every axis, at most the axis size if defaulted) or one per axis."""
     d = len(spatial)
-    if value is None:  # the default: 14 cells per axis, fewer on shorter axes
-        return tuple(min(14, n) for n in spatial)
+    if value is None:  # the default cells per axis, fewer on shorter axes
+        from captum_leg.settings import DEFAULT_GRID_CELLS
+
+        return tuple(min(DEFAULT_GRID_CELLS, n) for n in spatial)
     if is_int(value):
         sizes = (int(value),) * d  # type: ignore[call-overload]
     elif isinstance(value, (tuple, list)) and len(value) == d and all(is_int(v) for v in value):

@@ -9,6 +9,7 @@ only checks its arguments and chains the stages.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -19,37 +20,40 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_leg import _checks as checks
-from captum_leg.estimators import estimator_names, get_estimator
+from captum_leg.estimators import Estimator
 from captum_leg.estimators.base import Estimate
 from captum_leg.estimators.tv import leg_tv
 from captum_leg.forward import ForwardRunner
-from captum_leg.plan import PERTURB_MODES, Plan, make_plan
+from captum_leg.plan import Plan, make_plan
 from captum_leg.run import RunRecord, SamplingSettings, sample_and_estimate
-from captum_leg.sampling import SAMPLING_SCHEMES
+from captum_leg.settings import (
+    ACCELERATOR_PERTURBATIONS_PER_EVAL,
+    CPU_CALL_BYTES,
+    DEFAULT_LAM,
+    DEFAULT_SOLVER,
+    DEFAULTS,
+    UNIT_NOISE_LEVEL,
+    LEGSettings,
+)
 from captum_leg.targets import TargetType, parse_target
 
-PENALTIES = (None, "tv")
-
-#: Default noise level, in the units of the input tensor. The reference uses s = 0.02
-#: on pixels scaled to [0, 1]; ImageNet normalisation divides by std ~ 0.226, so
-#: 0.02 / 0.226 ~ 0.09 gives the same perturbation on the usual normalised inputs.
-DEFAULT_NOISE_LEVEL = 0.09
-#: The reference's noise level for inputs scaled to [0, 1].
-UNIT_NOISE_LEVEL = 0.02
-#: Perturbations per channel by default (an RGB image costs 3 * 2000 + 1 forward passes).
-DEFAULT_N_SAMPLES = 2000
-#: Cells per spatial axis when ``grid_size`` is left out (fewer on shorter axes).
-DEFAULT_GRID_CELLS = 14
-DEFAULT_ESTIMATOR = "ridge"
-# CPU forward calls above a few MiB of input get slower per input (measured 46 ms per
-# 224 x 224 image at 64 per call against 22-25 ms at 4-16, EfficientNet-Lite0, 2 cores):
-# their activations exceed the allocator's reuse threshold and are mapped afresh.
-CPU_CALL_BYTES = 8 * 2**20
-ACCELERATOR_PERTURBATIONS_PER_EVAL = 64
-DEFAULT_SAMPLING = "antithetic"
-#: LEG-TV's relative constraint level and backend when ``penalty="tv"`` leaves them out.
-DEFAULT_LAM = 0.1
-DEFAULT_SOLVER = "auto"
+# The defaults under the names earlier releases exported (they live in captum_leg.settings).
+DEFAULT_NOISE_LEVEL = DEFAULTS.noise_level
+DEFAULT_N_SAMPLES = DEFAULTS.samples
+DEFAULT_ESTIMATOR = DEFAULTS.estimator
+DEFAULT_SAMPLING = DEFAULTS.sampling
+__all__ = [
+    "LEG",
+    "LinearlyEstimatedGradient",
+    "default_perturbations_per_eval",
+    "DEFAULT_ESTIMATOR",
+    "DEFAULT_LAM",
+    "DEFAULT_NOISE_LEVEL",
+    "DEFAULT_N_SAMPLES",
+    "DEFAULT_SAMPLING",
+    "DEFAULT_SOLVER",
+    "UNIT_NOISE_LEVEL",
+]
 
 InputType = Union[Tensor, Tuple[Tensor, ...]]
 
@@ -63,8 +67,7 @@ class _Prepared:
     plan: Plan
     runner: ForwardRunner
     sampling: SamplingSettings
-    solver: str
-    solver_options: Dict[str, Any]
+    settings: LEGSettings
 
 
 def default_perturbations_per_eval(inputs: Sequence[Tensor]) -> int:
@@ -85,15 +88,18 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
     response and estimates the gradient of the Gaussian-smoothed model,
     ``E[grad f(x0 + X)] = Sigma^{-1} E[X f(x0 + X)]`` (Stein's lemma). The estimate is
     statistically consistent, and every map comes with its standard error. By default
-    it is an empirical-Bayes ridge regression of the responses on the perturbations,
-    which needs several times fewer forward passes than the paper's moment estimator
-    ``Sigma^{-1} (1/n) sum_i y_i X_i`` (``estimator="moment"``) for the same accuracy.
+    it is a ridge regression of the responses on orthogonal pairs of perturbations,
+    with a prior envelope learnt from the data: it needs many times fewer forward
+    passes than the paper's moment estimator ``Sigma^{-1} (1/n) sum_i y_i X_i``
+    (``estimator="moment"``) for the same accuracy. A model that autograd can
+    differentiate can use ``estimator="gradient"``, the same quantity from forward and
+    backward passes.
     LEG-TV replaces the estimate by the map of least total variation within a
     relative distance ``lam`` of it (a linear program): sparse, piecewise-constant maps.
 
     Each channel of each input is perturbed on its own (the paper's scheme), so an
     input with ``C`` channels costs ``C * n_samples`` forward passes (plus one with
-    Gaussian sampling), evaluated ``perturbations_per_eval`` at a time. All examples of a batch share the
+    Gaussian sampling; as many backward passes with ``estimator="gradient"``), evaluated ``perturbations_per_eval`` at a time. All examples of a batch share the
     perturbations, so an example's map does not depend on the batch it came in.
 
     Inputs are ``(N, C, *spatial)`` with one or more spatial axes: signals
@@ -136,22 +142,22 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
         *,
-        n_samples: int = DEFAULT_N_SAMPLES,
-        noise_level: Union[float, Sequence[float], Tensor, Tuple[Any, ...]] = DEFAULT_NOISE_LEVEL,
-        grid_size: Union[None, int, Sequence[int], Tuple[Any, ...]] = None,
-        estimator: str = DEFAULT_ESTIMATOR,
-        sampling: str = DEFAULT_SAMPLING,
-        perturb: str = "channel",
-        target_precision: Optional[float] = None,
-        penalty: Optional[str] = None,
-        lam: Optional[float] = None,
-        solver: Optional[str] = None,
+        n_samples: Optional[int] = DEFAULTS.n_samples,
+        noise_level: Union[float, Sequence[float], Tensor, Tuple[Any, ...]] = DEFAULTS.noise_level,
+        grid_size: Union[None, int, Sequence[int], Tuple[Any, ...]] = DEFAULTS.grid_size,
+        estimator: Union[str, Estimator] = DEFAULTS.estimator,
+        sampling: str = DEFAULTS.sampling,
+        perturb: str = DEFAULTS.perturb,
+        target_precision: Optional[float] = DEFAULTS.target_precision,
+        penalty: Optional[str] = DEFAULTS.penalty,
+        lam: Optional[float] = DEFAULTS.lam,
+        solver: Optional[str] = DEFAULTS.solver,
         contrast_target: TargetType = None,
-        perturbations_per_eval: Optional[int] = None,
-        seed: Optional[int] = None,
-        show_progress: bool = False,
-        return_standard_error: bool = False,
-        solver_options: Optional[Dict[str, Any]] = None,
+        perturbations_per_eval: Optional[int] = DEFAULTS.perturbations_per_eval,
+        seed: Optional[int] = DEFAULTS.seed,
+        show_progress: bool = DEFAULTS.show_progress,
+        return_standard_error: bool = DEFAULTS.return_standard_error,
+        solver_options: Optional[Dict[str, Any]] = DEFAULTS.solver_options,
     ) -> Union[InputType, Tuple[InputType, InputType]]:
         r"""
         Args:
@@ -173,9 +179,11 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         as in Captum.
                         Default: None
             n_samples (int, optional): Perturbations per channel (``n`` of the
-                        method; an antithetic pair counts two). With
+                        method; a pair ``X, -X`` counts two). With
                         ``target_precision`` it is the most that will be spent.
-                        Default: 2000 (an RGB image costs 6000 forward passes)
+                        Default: None, the estimator's own: 1000 for the black-box
+                        estimators (an RGB image costs 3000 forward passes), 332 for
+                        "gradient" (996 forward and 996 backward passes)
             noise_level (float or sequence of float, optional): The noise scale ``s``,
                         in the units of the input tensor; each cell's perturbation has
                         standard deviation about ``2 s``. A sequence gives one level
@@ -190,21 +198,29 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                         size gives a full-resolution map. With several input tensors, a
                         tuple gives one entry per input.
                         Default: None (14 cells per axis, fewer on shorter axes)
-            estimator (str, optional): How the cell gradients are estimated from the
-                        responses: "ridge" (regression with an empirical-Bayes penalty;
-                        the most precise, any ``n``), "least_squares" (needs more
-                        samples than cells; exact for linear models) or "moment" (the
-                        paper's closed form). All three estimate the same quantity.
-                        The regression estimators form ``P x P`` matrices up to
-                        :data:`captum_leg.estimators.MAX_DENSE_FEATURES` cells per
-                        perturbed channel; above it "ridge" runs in a structured
-                        ``O(P log P)`` form and "least_squares" is refused.
+            estimator (str or Estimator, optional): How the cell gradients are
+                        estimated, by name or as an instance with its hyperparameters
+                        (e.g. ``RidgeEstimator(envelope=False)``, see
+                        :mod:`captum_leg.estimators`): "ridge" (regression with a
+                        learnt prior envelope and a cross-validated penalty; the most
+                        precise black-box estimator, any ``n``), "least_squares" (needs
+                        more samples than cells; exact for linear models), "moment"
+                        (the paper's closed form), or "gradient" (autograd cell
+                        gradients at the perturbed inputs, for models torch can
+                        differentiate: several times fewer passes). All estimate the
+                        same quantity. The regression estimators form ``P x P``
+                        matrices up to :data:`captum_leg.estimators.MAX_DENSE_FEATURES`
+                        cells per perturbed channel; above it "ridge" runs in a
+                        structured ``O(P log P)`` form and "least_squares" is refused.
                         Default: "ridge"
-            sampling (str, optional): "gaussian" (independent draws) or
-                        "antithetic" (symmetric pairs ``X, -X``; ``n_samples`` must be
-                        even). Pairs cancel the even part of the model around ``x0``,
-                        which makes maps of real networks markedly more precise.
-                        Default: "antithetic"
+            sampling (str, optional): "orthogonal" (symmetric pairs ``X, -X`` whose
+                        directions are orthogonal within blocks of as many pairs as
+                        cells: each draw is still exactly Gaussian, but the design
+                        covers every direction evenly), "antithetic" (independent
+                        symmetric pairs) or "gaussian" (independent draws, plus one
+                        unperturbed pass). Pairs cancel the even part of the model
+                        around ``x0``; with pairs, ``n_samples`` must be even.
+                        Default: "orthogonal"
             perturb (str, optional): "channel" perturbs one channel at a time (the
                         paper's scheme; the estimand of each channel is its gradient
                         with the other channels unperturbed), "joint" perturbs all
@@ -282,34 +298,29 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
             >>> tv = leg.attribute(images, target=labels, penalty="tv", lam=0.3)
         """
         with torch.no_grad():  # a block, not a decorator: NoiseTunnel calls __wrapped__
-            if lam is not None:
-                checks.check_lams("lam", lam, sequence=False)
-            checks.check_choice("penalty", penalty, PENALTIES)
-            checks.check_bool("return_standard_error", return_standard_error)
+            settings = LEGSettings(
+                n_samples=n_samples, noise_level=noise_level, grid_size=grid_size,
+                estimator=estimator, sampling=sampling, perturb=perturb,
+                target_precision=target_precision, penalty=penalty, lam=lam, solver=solver,
+                solver_options=solver_options, perturbations_per_eval=perturbations_per_eval,
+                seed=seed, show_progress=show_progress, return_standard_error=return_standard_error,
+            )
             if return_standard_error and penalty is not None:
                 raise ValueError(
                     "return_standard_error: standard errors are available for the LEG "
                     "estimate (penalty=None) only"
                 )
-            call = self._prepare(
-                inputs, target, additional_forward_args, n_samples=n_samples,
-                noise_level=noise_level, grid_size=grid_size, estimator=estimator,
-                sampling=sampling, perturb=perturb, target_precision=target_precision,
-                solver=solver, tv=penalty == "tv", contrast_target=contrast_target,
-                perturbations_per_eval=perturbations_per_eval, seed=seed,
-                show_progress=show_progress, solver_options=solver_options,
-            )
             if penalty is None:
                 _refuse_without_effect(
                     dict(lam=lam, solver=solver, solver_options=solver_options),
                     'without penalty="tv" (plain LEG solves no linear program); pass '
                     'penalty="tv" for LEG-TV, or leave {name} out',
                 )
+            call = self._prepare(inputs, target, additional_forward_args, settings, contrast_target)
             estimates = self._sample(call, track_error=return_standard_error)
             maps = _block_maps(call.plan, estimates, "coef")
             if penalty == "tv":
-                lam_value = DEFAULT_LAM if lam is None else float(lam)
-                maps = [m[0] for m in self._tv(call, maps, (lam_value,))]
+                maps = [m[0] for m in self._tv(call, maps, (settings.tv_lam,))]
             attr = _format(call, _upsample(call, maps))
             if return_standard_error:
                 se = _upsample(call, _block_maps(call.plan, estimates, "standard_error"))
@@ -355,14 +366,17 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
                 if name in kwargs:
                     raise TypeError(f"attribute_tv_path: {name!r} is not an argument here (lams sets the lambdas)")
             lam_values = checks.check_lams("lams", lams, sequence=True)
-            checks.check_bool("return_standard_error", return_standard_error)
-            call = self._prepare(inputs, target, additional_forward_args, tv=True, **kwargs)
-            if not any(lam > 0 for lam in lam_values):
+            contrast_target = kwargs.pop("contrast_target", None)
+            settings = _settings_from(kwargs, return_standard_error=return_standard_error)
+            if any(lam > 0 for lam in lam_values):
+                checks.check_solver("solver", settings.tv_solver, needed=True)
+            else:
                 _refuse_without_effect(
                     {name: kwargs.get(name) for name in ("solver", "solver_options")},
                     "when every lam is 0 (lam 0 is the LEG estimate itself, no linear "
                     "program is solved); add a positive lam, or leave {name} out",
                 )
+            call = self._prepare(inputs, target, additional_forward_args, settings, contrast_target)
             estimates = self._sample(call, track_error=return_standard_error)
             maps = self._tv(call, _block_maps(call.plan, estimates, "coef"), lam_values)
             path = _format(call, _upsample(call, maps))
@@ -380,80 +394,33 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         inputs: InputType,
         target: TargetType,
         additional_forward_args: Optional[object],
-        *,
-        tv: bool,
-        n_samples: int = DEFAULT_N_SAMPLES,
-        noise_level: Any = DEFAULT_NOISE_LEVEL,
-        grid_size: Any = None,
-        estimator: str = DEFAULT_ESTIMATOR,
-        sampling: str = DEFAULT_SAMPLING,
-        perturb: str = "channel",
-        target_precision: Optional[float] = None,
-        solver: Optional[str] = None,
-        contrast_target: TargetType = None,
-        perturbations_per_eval: Optional[int] = None,
-        seed: Optional[int] = None,
-        show_progress: bool = False,
-        solver_options: Optional[Dict[str, Any]] = None,
+        settings: LEGSettings,
+        contrast_target: TargetType,
     ) -> _Prepared:
-        """Validate every argument (used or not) and lay the call out."""
+        """Check the inputs and targets against the settings and lay the call out."""
         is_tuple, xs = checks.check_inputs(inputs)
         n_ex = xs[0].shape[0]
-        checks.check_int("n_samples", n_samples, minimum=1)
-        if perturbations_per_eval is None:
-            perturbations_per_eval = default_perturbations_per_eval(xs)
-        else:
-            checks.check_int("perturbations_per_eval", perturbations_per_eval, minimum=1)
-        if seed is not None:
-            checks.check_int("seed", seed, minimum=None)
-        checks.check_bool("show_progress", show_progress)
-        checks.check_choice("estimator", estimator, estimator_names())
-        checks.check_choice("sampling", sampling, SAMPLING_SCHEMES)
-        checks.check_choice("perturb", perturb, PERTURB_MODES)
-        checks.check_positive_float("target_precision", target_precision)
-        solver = DEFAULT_SOLVER if solver is None else solver
-        checks.check_solver("solver", solver, needed=tv)
-        options = checks.check_options("solver_options", solver_options)
-        antithetic = sampling == "antithetic"
-        if antithetic and n_samples % 2:
-            raise ValueError(
-                f"n_samples: antithetic sampling uses pairs, so n_samples must be even, got {n_samples}"
-            )
         grids = [
             checks.check_grid_shape(_name("grid_size", i, is_tuple, len(xs)), g, tuple(x.shape[2:]))
-            for i, (x, g) in enumerate(zip(xs, checks.per_input("grid_size", grid_size, len(xs), is_tuple)))
+            for i, (x, g) in enumerate(zip(xs, checks.per_input("grid_size", settings.grid_size, len(xs), is_tuple)))
         ]
         levels = [
             checks.check_noise_levels(_name("noise_level", i, is_tuple, len(xs)), s, x.shape[1])
-            for i, (x, s) in enumerate(zip(xs, checks.per_input("noise_level", noise_level, len(xs), is_tuple)))
+            for i, (x, s) in enumerate(zip(xs, checks.per_input("noise_level", settings.noise_level, len(xs), is_tuple)))
         ]
         targets = parse_target(target, n_ex, "target")
         contrast = None if contrast_target is None else parse_target(contrast_target, n_ex, "contrast_target")
-        plan = make_plan(xs, grids, levels, perturb)
-        est_cls = get_estimator(estimator)
-        per_unit = 2 if antithetic else 1
-        need = max(est_cls.min_units(g, not antithetic) for g in plan.groups) * per_unit
-        if n_samples < need:
-            cells = max(g.p for g in plan.groups)
-            hint = "more samples" if estimator == "ridge" else "more samples, a coarser grid_size or estimator='ridge'"
-            raise ValueError(
-                f"n_samples: estimator={estimator!r} needs at least {need} samples per "
-                f"perturbed channel here (up to {cells} cells), got {n_samples}; use {hint}"
-            )
-        for g in plan.groups:
-            limit = est_cls.for_group(g).max_dense_features
-            if g.p > limit > 0:
-                raise ValueError(
-                    f"estimator: {estimator!r} is limited to {limit} cells per perturbed "
-                    f"channel, got {g.p}; use a coarser grid_size, or estimator='ridge' "
-                    "(structured above that size) or 'moment'"
-                )
+        plan = make_plan(xs, grids, levels, settings.perturb)
+        _check_budget(settings, plan)
+        _warn_if_coarse(xs, levels)
         extra = _format_additional_forward_args(additional_forward_args)
         runner = ForwardRunner(self.forward_func, xs, extra, targets, contrast, plan)
-        sampling_settings = SamplingSettings(
-            est_cls, n_samples, antithetic, target_precision, perturbations_per_eval, seed, show_progress
+        ppe = settings.perturbations_per_eval or default_perturbations_per_eval(xs)
+        sampling = SamplingSettings(
+            settings.estimator_instance, settings.samples, settings.sampling,
+            settings.target_precision, ppe, settings.seed, settings.show_progress,
         )
-        return _Prepared(is_tuple, xs, plan, runner, sampling_settings, solver, options)
+        return _Prepared(is_tuple, xs, plan, runner, sampling, settings)
 
     def _sample(self, call: _Prepared, track_error: bool) -> List[Estimate]:
         estimates, record = sample_and_estimate(
@@ -470,7 +437,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         for m, lay in zip(maps, call.plan.layouts):
             solved = iter(())
             if positive:
-                solved = iter(leg_tv(m, lay.grid, lay.noise_levels, positive, call.solver, call.solver_options))
+                solved = iter(leg_tv(m, lay.grid, lay.noise_levels, positive, call.settings.tv_solver, call.settings.solver_options))
             out.append(torch.stack([next(solved) if lam > 0 else m for lam in lams]))
         return out
 
@@ -480,6 +447,60 @@ def _refuse_without_effect(passed: Dict[str, Any], when: str) -> None:
     for name, value in passed.items():
         if value is not None:
             raise ValueError(f"{name}: has no effect " + when.format(name=name))
+
+
+def _settings_from(kwargs: Dict[str, Any], **extra: Any) -> LEGSettings:
+    """Settings from ``attribute``'s keyword arguments (an unknown name is a ``TypeError``)."""
+    try:
+        return LEGSettings(**kwargs, **extra)
+    except TypeError as err:
+        if "unexpected keyword" not in str(err):
+            raise
+        known = sorted(f for f in LEGSettings.__dataclass_fields__ if f != "estimator_instance")
+        unknown = sorted(set(kwargs) - set(known))
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; expected some of {known}") from None
+
+
+def _check_budget(settings: LEGSettings, plan: Plan) -> None:
+    """Enough samples for the estimator, and grids it can handle."""
+    estimator = settings.estimator_instance
+    name = estimator.name
+    per_unit = 2 if settings.paired else 1
+    need = max(estimator.for_group(g).min_units(g, not settings.paired) for g in plan.groups) * per_unit
+    if settings.samples < need:
+        cells = max(g.p for g in plan.groups)
+        hint = "more samples" if name == "ridge" else "more samples, a coarser grid_size or estimator='ridge'"
+        raise ValueError(
+            f"n_samples: estimator={name!r} needs at least {need} samples per "
+            f"perturbed channel here (up to {cells} cells), got {settings.samples}; use {hint}"
+        )
+    for g in plan.groups:
+        limit = estimator.for_group(g).max_features
+        if g.p > limit > 0:
+            raise ValueError(
+                f"estimator: {name!r} is limited to {limit} cells per perturbed "
+                f"channel, got {g.p}; use a coarser grid_size, or estimator='ridge' "
+                "(structured above that size) or 'moment'"
+            )
+
+
+def _warn_if_coarse(inputs: Sequence[Tensor], levels: Sequence[Sequence[float]]) -> None:
+    """Warn when the input's dtype rounds the perturbation noticeably (half precision).
+
+    The message is the same for every call with that dtype, so Python's default
+    warning filter shows it once.
+    """
+    for x, s in zip(inputs, levels):
+        info = torch.finfo(x.dtype)
+        if info.bits > 16 or info.eps * float(x.abs().max()) <= 1e-3 * min(s):
+            continue
+        warnings.warn(
+            f"inputs in {x.dtype}: the model sees x0 + X rounded to {x.dtype}, which adds noise "
+            "to every response (the standard errors include it; docs/method.md, 'Half "
+            "precision', gives the measured errors). Pass float32 inputs for the most precise maps.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _name(arg: str, i: int, is_tuple: bool, n_inputs: int) -> str:

@@ -62,30 +62,64 @@ class ForwardRunner:
         """One response per unit and example, ``(k, N)`` in the estimators' dtype.
 
         With a ``baseline`` ``f(x0)`` (Gaussian sampling) units give ``f(x0 + X) - f(x0)``;
-        without one (antithetic sampling) they are pairs and give
-        ``(f(x0 + X) - f(x0 - X)) / 2``.
+        without one (symmetric pairs) they give ``(f(x0 + X) - f(x0 - X)) / 2``.
         """
         k = segments[-1].hi
         signs = (1.0,) if baseline is not None else (1.0, -1.0)
+        batch = self._perturbed(segments, k, signs)
+        values = self._evaluate(batch, k * len(signs), perturbed=True).to(self.plan.groups[0].dtype)
+        if baseline is None:
+            return (values[:k] - values[k:]) / 2
+        return values - baseline
+
+    def gradients(self, segments: Sequence[Segment], paired: bool) -> List[Tensor]:
+        """Cell gradients of the target per unit and example, one ``(k_s, N, P_s)`` per segment.
+
+        Symmetric pairs give the mean of the gradients at ``x0 + X`` and ``x0 - X``.
+        """
+        k = segments[-1].hi
+        signs = (1.0, -1.0) if paired else (1.0,)
+        batch = tuple(b.requires_grad_(True) for b in self._perturbed(segments, k, signs))
+        with torch.enable_grad():
+            value = self._evaluate(batch, k * len(signs), perturbed=True)
+            if not value.requires_grad:
+                raise ValueError(
+                    "estimator='gradient': forward_func's output does not depend on its inputs "
+                    "through autograd (a model run under torch.no_grad, or outside torch?); use a "
+                    "black-box estimator such as 'ridge'"
+                )
+            grads = torch.autograd.grad(value.sum(), batch, allow_unused=True)
+        dtype = self.plan.groups[0].dtype
+        out = []
+        for seg in segments:
+            parts = []
+            for ref in self.plan.members[seg.group]:
+                g = grads[ref.input_index]
+                if g is None:
+                    raise ValueError(f"estimator='gradient': forward_func's output does not depend on input {ref.input_index}")
+                cells = self.plan.layouts[ref.input_index].cells
+                per_sign = [cells.cell_sums(g[j * k + seg.lo : j * k + seg.hi, :, ref.channel]) for j in range(len(signs))]
+                mean = sum(per_sign) / len(signs)  # (k_s, N, *grid)
+                parts.append(mean.flatten(2).to(dtype))
+            out.append(torch.cat(parts, -1) if len(parts) > 1 else parts[0])
+        return out
+
+    def _perturbed(self, segments: Sequence[Segment], k: int, signs: Tuple[float, ...]) -> List[Tensor]:
+        """Fresh batches ``(k * len(signs), N, C, *spatial)`` per input, perturbation-major."""
         batch = []
-        for lay, x in zip(self.plan.layouts, self.inputs):
+        for x in self.inputs:
             # A fresh tensor per call: a model may keep (or edit) the batch it was given.
-            out = x.unsqueeze(0).expand(k * len(signs), *x.shape).clone()
-            batch.append(out)
+            batch.append(x.unsqueeze(0).expand(k * len(signs), *x.shape).clone())
         for seg in segments:
             for block, ref in zip(self.plan.groups[seg.group].blocks, self.plan.members[seg.group]):
                 lay = self.plan.layouts[ref.input_index]
                 x = self.inputs[ref.input_index]
-                noise = block.part(seg.features).to(x.dtype)
+                # Noise in float32 or better: x0 + X is rounded once, to the model's dtype.
+                noise = block.part(seg.features).to(torch.promote_types(x.dtype, torch.float32))
                 for j, sign in enumerate(signs):
                     dest = batch[ref.input_index][j * k + seg.lo : j * k + seg.hi, :, ref.channel]
                     lay.cells.add_into(dest, x[:, ref.channel], noise if sign > 0 else -noise)
-        values = self._evaluate(tuple(batch), k * len(signs), perturbed=True)
-        dtype = self.plan.groups[0].dtype
-        values = values.to(dtype)
-        if baseline is None:
-            return (values[:k] - values[k:]) / 2
-        return values - baseline
+        return batch
 
     def _evaluate(self, batch: Tuple[Tensor, ...], n_perturbations: int, perturbed: bool) -> Tensor:
         flat = tuple(b.reshape(-1, *b.shape[2:]) for b in batch)

@@ -73,15 +73,13 @@ class Grid:
         self.l_inv_ones = self.laplacian_solve(ones)  # L^{-1} 1
         self.ones_l_inv_ones = float(self.l_inv_ones.sum())  # 1^T L^{-1} 1
         self.c = self.diff(self.l_inv_ones)  # D L^{-1} 1, the LP's rank-one column
-
-    # Image grids are the common case: keep their two counts at hand.
-    @property
-    def k1(self) -> int:
-        return self.shape[0]
-
-    @property
-    def k2(self) -> int:
-        return self.shape[1] if self.ndim > 1 else 1
+        # The square root K^{1/2} = L^{1/2} (I + r a a^T) of K = L + 1 1^T / p, with
+        # a = L^{-1/2} 1 / sqrt(p) and (1 + r |a|^2)^2 = 1 + |a|^2 (see sqrt_covariance).
+        a = self.spectrum(ones) / (eig.sqrt() * math.sqrt(self.p))
+        a2 = float((a**2).sum())
+        self._sqrt_eig = eig.sqrt()
+        self._sqrt_a = a
+        self._sqrt_r = (math.sqrt(1.0 + a2) - 1.0) / a2
 
     def flat(self, g: Tensor) -> Tensor:
         """``(..., *shape) -> (..., p)`` (a view where possible)."""
@@ -171,6 +169,12 @@ class Grid:
         s2 = self._batch_scalar(noise_level, v) ** 2
         return (lv - coef * w) / s2
 
+    def precision_diagonal(self, noise_level: float = 1.0) -> Tensor:
+        """``diag(Sigma^{-1})``, shaped like the grid, in ``O(p log p)``."""
+        l_inv = self.basis_diagonal(1.0 / self.eigenvalues)
+        rank_one = self.l_inv_ones**2 / (self.p + self.ones_l_inv_ones)
+        return (l_inv - rank_one) / noise_level**2
+
     def pinv_t(self, v: Tensor) -> Tensor:
         """``D^{+T} v = D L^{-1} v`` (``D`` has full column rank)."""
         return self.diff(self.laplacian_solve(v))
@@ -190,6 +194,18 @@ class Grid:
         z = z.to(device=self.device, dtype=self.dtype)
         w = z[:, -1].reshape((-1,) + (1,) * self.ndim)
         return self.diff_t(z[:, :-1]) + w / math.sqrt(self.p)
+
+    def sqrt_covariance(self, u: Tensor) -> Tensor:
+        """``K^{1/2} u`` for ``K = L + 1 1^T / p`` (``Sigma`` at ``s = 1``), ``(..., *shape)``.
+
+        A square root in ``O(p log p)``: ``L^{1/2}`` is diagonal in the DST-I basis and
+        the rank-one term is a scalar correction there, so ``K^{1/2} u`` has covariance
+        ``K`` for white ``u``. Used by designs that shape white draws themselves
+        (orthogonal blocks) rather than draw ``D^T z``.
+        """
+        spec = self.spectrum(u.to(device=self.device, dtype=self.dtype))
+        along = (spec * self._sqrt_a).sum(self._dims, keepdim=True)
+        return self.from_spectrum((spec + self._sqrt_r * along * self._sqrt_a) * self._sqrt_eig)
 
     def sample_standard(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
         """``n`` draws of covariance ``L + 1 1^T / p``, shaped ``(n, *shape)``.

@@ -10,17 +10,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Type
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from captum._utils.progress import NullProgress, progress
 from torch import Tensor
 
-from captum_leg.estimators.base import Estimate, Estimator, Replay
+from captum_leg.estimators.base import Accumulator, Estimate, Estimator, GroupContext, Replay
 from captum_leg.estimators.design import DesignGroup
 from captum_leg.forward import ForwardRunner, Segment, split_units
 from captum_leg.plan import Plan
-from captum_leg.sampling import NoiseStream, spawn_seeds
+from captum_leg.sampling import PAIRED_SCHEMES, NoiseStream, spawn_seeds
 
 # First round of an adaptive run: this share of the budget (at least the estimator's minimum).
 _FIRST_ROUND_SHARE = 8
@@ -40,6 +40,7 @@ class RunRecord:
 
     Attributes:
         forward_passes: forward passes per example, the unperturbed one included.
+        backward_passes: backward passes per example (the gradient path; 0 otherwise).
         samples_per_channel: perturbations per design group (per channel with
             ``perturb="channel"``); an antithetic pair counts two.
         rounds: sampling rounds (1 without ``target_precision``).
@@ -48,11 +49,12 @@ class RunRecord:
             were not computed.
         target_precision: the target, or None.
         converged: ``(N,)`` whether each example reached the target (None without one).
-        estimator: the estimator used.
+        estimator: the estimator used (its name).
         seconds: wall time of sampling and estimation.
     """
 
     forward_passes: int
+    backward_passes: int
     samples_per_channel: int
     rounds: int
     relative_standard_error: Optional[Tensor]
@@ -66,13 +68,22 @@ class RunRecord:
 class SamplingSettings:
     """The validated settings one sampling run needs."""
 
-    estimator: Type[Estimator]
+    estimator: Estimator
     n_samples: int
-    antithetic: bool
+    scheme: str
     target_precision: Optional[float]
     perturbations_per_eval: int
     seed: Optional[int]
     show_progress: bool
+
+    @property
+    def paired(self) -> bool:
+        """Units are symmetric pairs ``X, -X`` (no unperturbed forward pass needed)."""
+        return self.scheme in PAIRED_SCHEMES
+
+    @property
+    def orthogonal(self) -> bool:
+        return self.scheme == "orthogonal"
 
 
 def relative_standard_error(estimates: List[Estimate]) -> Tensor:
@@ -92,63 +103,63 @@ def sample_and_estimate(
 ) -> "tuple[List[Estimate], RunRecord]":
     """Run the sampling rounds and return one estimate per design group."""
     start_time = time.perf_counter()
-    estimator, n_samples, antithetic = settings.estimator, settings.n_samples, settings.antithetic
+    estimator, paired = settings.estimator, settings.paired
+    gradient = estimator.needs == "gradient"
     target_precision = settings.target_precision
-    per_unit = 2 if antithetic else 1
-    cap = n_samples // per_unit
+    per_unit = 2 if paired else 1
+    cap = settings.n_samples // per_unit
     n_groups = len(plan.groups)
     seeds = spawn_seeds(settings.seed, n_groups)
-    streams = [NoiseStream([b.grid for b in g.blocks], s) for g, s in zip(plan.groups, seeds)]
+    streams = [NoiseStream([b.grid for b in g.blocks], s, settings.orthogonal) for g, s in zip(plan.groups, seeds)]
     need_error = track_error or target_precision is not None
-    accs = [estimator.for_group(g)(g, plan.n_examples, not antithetic, need_error) for g in plan.groups]
+    accs = [estimator.for_group(g).accumulator(g, plan.n_examples, not paired, need_error) for g in plan.groups]
     units_per_eval = max(1, settings.perturbations_per_eval // per_unit)
+    # The gradient path needs no unperturbed pass: its units are gradients, not differences.
+    with_baseline = not paired and not gradient
 
-    if target_precision is None:
-        goal = cap
-    else:
-        # Every group needs its own minimum (tuple inputs have grids of different sizes).
-        least = max(estimator.min_units(g, not antithetic) for g in plan.groups)
-        first = max(cap // _FIRST_ROUND_SHARE, least)
-        goal = min(cap, first)
-    max_batches = math.ceil(n_groups * cap / units_per_eval) + (0 if antithetic else 1)
+    goal = cap if target_precision is None else min(cap, _first_round(estimator, plan, cap, paired))
+    max_batches = math.ceil(n_groups * cap / units_per_eval) + int(with_baseline)
     bar = progress(desc=desc, total=max_batches) if settings.show_progress else NullProgress()
-    done = 0
-    rounds = 0
+    done = rounds = 0
     rse: Optional[Tensor] = None
     with bar:
         baseline = None
-        if not antithetic:
+        if with_baseline:
             baseline = runner.baseline().to(plan.groups[0].dtype)
             bar.update()
         while True:
             rounds += 1
-            counts = [(g, done, goal - done) for g in range(n_groups)]
-            for batch in split_units(counts, units_per_eval):
-                segments = []
-                for group, _, n, offset in batch:
-                    draws = streams[group].take(n)
-                    segments.append(Segment(group, offset, offset + n, plan.groups[group].scale(draws)))
-                resp = runner.responses(segments, baseline)
-                for seg in segments:
-                    accs[seg.group].update(seg.features, resp[seg.lo : seg.hi])
+            for batch in split_units([(g, done, goal - done) for g in range(n_groups)], units_per_eval):
+                segments = [
+                    Segment(group, offset, offset + n, plan.groups[group].scale(streams[group].take(n)))
+                    for group, _, n, offset in batch
+                ]
+                if gradient:
+                    for seg, grads in zip(segments, runner.gradients(segments, paired)):
+                        accs[seg.group].update(seg.features, grads)
+                else:
+                    resp = runner.responses(segments, baseline)
+                    for seg in segments:
+                        accs[seg.group].update(seg.features, resp[seg.lo : seg.hi])
                 bar.update()
             done = goal
-            estimates = [
-                a.estimate(_replay(g, seed_g, done)) for a, g, seed_g in zip(accs, plan.groups, seeds)
+            contexts = [
+                GroupContext(
+                    g, tuple(r.input_index for r in refs), _replay(g, seed_g, done, settings.orthogonal), settings.orthogonal
+                )
+                for g, refs, seed_g in zip(plan.groups, plan.members, seeds)
             ]
+            estimates = estimate_groups(estimator, accs, contexts)
             if need_error:
                 rse = relative_standard_error(estimates)
                 _show(bar, rse, target_precision)
-            if target_precision is None or done >= cap:
+            if target_precision is None or done >= cap or float(rse.max()) <= target_precision:  # type: ignore[union-attr]
                 break
-            worst = float(rse.max())  # type: ignore[union-attr]
-            if worst <= target_precision:
-                break
-            # The standard error falls like 1/sqrt(n): aim a little past the predicted need.
-            predicted = done * (worst / target_precision) ** 2 * _OVERSHOOT
-            goal = min(cap, math.ceil(done * _MAX_GROWTH), max(math.ceil(done * _MIN_GROWTH), math.ceil(predicted)))
+            goal = _next_goal(done, cap, float(rse.max()), target_precision)  # type: ignore[union-attr]
+    passes = n_groups * done * per_unit
     record = RunRecord(
-        forward_passes=n_groups * done * per_unit + (0 if antithetic else 1),
+        forward_passes=passes + int(with_baseline),
+        backward_passes=passes if gradient else 0,
         samples_per_channel=done * per_unit,
         rounds=rounds,
         relative_standard_error=rse,
@@ -160,11 +171,37 @@ def sample_and_estimate(
     return estimates, record
 
 
-def _replay(group: DesignGroup, seed: int, units: int, chunk: int = 512) -> Replay:
+def estimate_groups(estimator: Estimator, accs: Sequence[Accumulator], contexts: Sequence[GroupContext]) -> List[Estimate]:
+    """Every group's estimate, each group handled by the estimator its size calls for
+    (groups with the same handler are estimated together: they may share a prior)."""
+    handled: Dict[int, Tuple[Estimator, List[int]]] = {}
+    for i, ctx in enumerate(contexts):
+        handler = estimator.for_group(ctx.group)
+        handled.setdefault(id(handler), (handler, []))[1].append(i)
+    out: List[Optional[Estimate]] = [None] * len(accs)
+    for handler, idx in handled.values():
+        for i, est in zip(idx, handler.estimate([accs[i] for i in idx], [contexts[i] for i in idx])):
+            out[i] = est
+    return out  # type: ignore[return-value]
+
+
+def _first_round(estimator: Estimator, plan: Plan, cap: int, paired: bool) -> int:
+    # Every group needs its own minimum (tuple inputs have grids of different sizes).
+    least = max(estimator.for_group(g).min_units(g, not paired) for g in plan.groups)
+    return max(cap // _FIRST_ROUND_SHARE, least)
+
+
+def _next_goal(done: int, cap: int, worst: float, target: float) -> int:
+    # The standard error falls like 1/sqrt(n): aim a little past the predicted need.
+    predicted = done * (worst / target) ** 2 * _OVERSHOOT
+    return min(cap, math.ceil(done * _MAX_GROWTH), max(math.ceil(done * _MIN_GROWTH), math.ceil(predicted)))
+
+
+def _replay(group: DesignGroup, seed: int, units: int, orthogonal: bool, chunk: int = 512) -> Replay:
     """The features of a group's first ``units`` units again, drawn from the same seed."""
 
     def rows() -> Iterator[Tensor]:
-        stream = NoiseStream([b.grid for b in group.blocks], seed)
+        stream = NoiseStream([b.grid for b in group.blocks], seed, orthogonal)
         for lo in range(0, units, chunk):
             yield group.scale(stream.take(min(chunk, units - lo)))
 

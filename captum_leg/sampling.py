@@ -1,12 +1,20 @@
 """Structured Gaussian perturbations on the grid, drawn in a reproducible stream.
 
 A *unit* is what enters the estimate once: one perturbation ``X`` ("gaussian") or one
-symmetric pair ``X, -X`` ("antithetic"). Every design group (a channel, or all channels
-when they are perturbed jointly) has its own stream, seeded from the call's seed, and
-draws in fixed blocks. The noise a seed produces therefore depends neither on how the
-forward passes are batched (``perturbations_per_eval``), nor on how many rounds an
-adaptive run takes, nor on the device: normal draws are made on the CPU and only the
+symmetric pair ``X, -X`` ("antithetic", "orthogonal"). Every design group (a channel, or
+all channels when they are perturbed jointly) has its own stream, seeded from the call's
+seed, and draws in fixed blocks. The noise a seed produces therefore depends neither on
+how the forward passes are batched (``perturbations_per_eval``), nor on how many rounds
+an adaptive run takes, nor on the device: draws are made on the CPU and only the
 structured transform runs on the input's device.
+
+"orthogonal" pairs are exactly Gaussian one at a time, like "antithetic" ones, but
+within a block of ``P`` units (``P`` the group's cells) their directions in the whitened
+space of ``Sigma`` are orthonormal (a Haar-random basis) and their lengths independent
+chi draws. The design then covers every direction about equally, so ``X^T X`` stays
+close to ``n Sigma`` even near ``n = P``, where independent draws leave some directions
+barely sampled: regression estimates need markedly fewer forward passes for the same
+precision there (``docs/method.md``).
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from torch import Tensor
 
 from captum_leg.grid import Grid
 
-SAMPLING_SCHEMES = ("gaussian", "antithetic")
+SAMPLING_SCHEMES = ("orthogonal", "antithetic", "gaussian")
+#: Schemes whose units are symmetric pairs ``X, -X``.
+PAIRED_SCHEMES = ("orthogonal", "antithetic")
 
 # Fixed so that the draws are independent of the forward batch size.
 _BLOCK_UNITS = 128
@@ -28,6 +38,10 @@ _BLOCK_UNITS = 128
 # Grids up to 255 x 255 (full resolution at 224 x 224 included) or 131 070 cells in
 # 1-D keep 128 units, and so their streams.
 _BLOCK_NORMALS = 1 << 24
+#: Largest group (cells of all its grids) drawn in orthogonal blocks. Beyond it an
+#: orthogonal basis costs seconds per block, and independent directions are already
+#: orthogonal to within about ``1 / sqrt(P)``: "orthogonal" draws independent pairs there.
+MAX_ORTHOGONAL_FEATURES = 2048
 
 
 def spawn_seeds(seed: Optional[int], count: int) -> List[int]:
@@ -39,27 +53,54 @@ def spawn_seeds(seed: Optional[int], count: int) -> List[int]:
 class NoiseStream:
     """Standard noise for a group of grids, unit by unit.
 
-    Each draw is ``D^T z + w 1 / sqrt(p)`` per grid (covariance ``L + 1 1^T / p``); the
-    grids of a group get independent draws. Multiply grid ``b``'s part by its noise
-    level ``s_b`` to get covariance ``Sigma_b``.
+    Each draw has covariance ``L + 1 1^T / p`` per grid; the grids of a group get
+    independent draws. Multiply grid ``b``'s part by its noise level ``s_b`` to get
+    covariance ``Sigma_b``.
+
+    Args:
+        grids: the group's grids, features concatenated in this order.
+        seed: the group's seed.
+        orthogonal: draw units in orthogonal blocks (see the module docstring).
     """
 
-    def __init__(self, grids: Sequence[Grid], seed: int):
+    def __init__(self, grids: Sequence[Grid], seed: int, orthogonal: bool = False):
         self.grids = list(grids)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
         self.sizes = [g.p for g in self.grids]
-        # A function of the grids only, so the stream still ignores the batching.
-        normals = sum(g.n_edges + 1 for g in self.grids)
-        self.block_units = max(1, min(_BLOCK_UNITS, _BLOCK_NORMALS // normals))
+        p = sum(self.sizes)
+        self.orthogonal = orthogonal and p <= MAX_ORTHOGONAL_FEATURES
+        if self.orthogonal:
+            self.block_units = p
+        else:
+            # A function of the grids only, so the stream still ignores the batching.
+            normals = sum(g.n_edges + 1 for g in self.grids)
+            self.block_units = max(1, min(_BLOCK_UNITS, _BLOCK_NORMALS // normals))
         self._buffer: Optional[Tensor] = None
 
     def _draw_block(self) -> Tensor:
+        if self.orthogonal:
+            return self._draw_orthogonal_block()
         parts = []
         for g in self.grids:
             # float32 normals: several times faster to draw, plenty for Monte-Carlo noise.
             z = torch.randn(self.block_units, g.n_edges + 1, generator=self.generator, dtype=torch.float32)
             parts.append(g.flat(g.standard_from_normal(z)))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def _draw_orthogonal_block(self) -> Tensor:
+        """``P`` white draws with orthonormal directions and chi lengths, then shaped by ``K^{1/2}``."""
+        p = self.block_units
+        gauss = torch.randn(p, p, generator=self.generator, dtype=torch.float64)
+        q, r = torch.linalg.qr(gauss)
+        q = q * torch.sign(torch.diagonal(r))  # a Haar-distributed orthogonal matrix
+        lengths = torch.randn(p, p, generator=self.generator, dtype=torch.float32).norm(dim=1)
+        white = q.T * lengths.to(torch.float64)[:, None]  # row i: length_i * direction_i
+        parts, lo = [], 0
+        for g in self.grids:
+            u = g.unflat(white[:, lo : lo + g.p].to(device=g.device, dtype=g.dtype))
+            parts.append(g.flat(g.sqrt_covariance(u)))
+            lo += g.p
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def take(self, n_units: int) -> Tensor:

@@ -58,6 +58,11 @@ class DesignGroup:
         """``Sigma^{-1} v`` for ``(..., P)``."""
         return self._blockwise(v, "precision")
 
+    def precision_diagonal(self) -> Tensor:
+        """``diag(Sigma^{-1})``, ``(P,)``."""
+        parts = [b.grid.flat(b.grid.precision_diagonal(b.noise_level)) for b in self.blocks]
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
     def covariance(self, v: Tensor) -> Tensor:
         """``Sigma v`` for ``(..., P)``."""
         return self._blockwise(v, "covariance")

@@ -1,232 +1,237 @@
-"""Regression estimators: least squares and empirical-Bayes ridge on the perturbations.
+"""Regression estimators: least squares and ridge on the perturbations.
 
 The population least-squares coefficient of ``y`` on ``X`` (with an intercept) is
 ``Sigma^{-1} E[X y]``, the same smoothed gradient the moment estimator targets, so
 regression is just as consistent. It removes the variance the moment estimator pays for
 the random design: with ``y = a + <beta, X> + e`` its error is driven by ``e`` alone.
 
-Ridge adds the prior ``beta ~ N(0, tau^2 I)`` with ``tau^2`` and the residual variance
-chosen by maximising the marginal likelihood (empirical Bayes). Because
-``X^T X ~ n Sigma`` and ``Sigma`` puts little variance on smooth patterns, the penalty
-acts like a Wiener filter: it damps the smooth, poorly sampled directions in which the
-noise of every grid estimator concentrates, and leaves the rest almost untouched. It
-is defined for any ``n`` and tends to least squares as ``n`` grows.
+Ridge adds the prior ``beta ~ N(0, tau^2 diag(v))``. Because ``X^T X ~ n Sigma`` and
+``Sigma`` puts little variance on smooth patterns, the penalty acts like a Wiener
+filter: it damps the smooth, poorly sampled directions in which the noise of every grid
+estimator concentrates. The prior's shape ``v`` (the *envelope*) is learnt from the data:
+cells where the channels of an input respond strongly get a wider prior, which a
+network's gradient, concentrated on the object, rewards. The penalty is chosen by
+generalised cross-validation, which, unlike the marginal likelihood, does not mistake a
+smooth signal for noise when there are fewer samples than cells, so noiseless responses
+give the minimum-norm (``n <= P``) or least-squares (``n > P``) answer. Ridge is defined
+for any ``n`` and tends to least squares as ``n`` grows, whatever ``v``.
 
-Both work with the ``P x P`` Gram matrix, so they are limited to
-``max_dense_features`` cells per group; larger grids use the structured estimators.
+Both work with ``P x P`` Gram matrices (or, with fewer units than cells, ``n x n`` kernel
+matrices), so they are limited to ``MAX_DENSE_FEATURES`` cells per group; larger grids
+use the structured ridge (:mod:`captum_leg.estimators.spectral`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple, Type
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from captum_leg.estimators.base import Estimate, Estimator, Replay, register_estimator
+from captum_leg.estimators.base import (
+    Accumulator,
+    Estimate,
+    Estimator,
+    GroupContext,
+    Replay,
+    register_estimator,
+    zeros,
+)
 from captum_leg.estimators.design import DesignGroup
+from captum_leg.estimators.envelope import envelope_scales
+from captum_leg.estimators.spectral_fit import SpectralFit, fit_dual, fit_primal
 
 #: Cells per design group up to which the regression estimators form ``P x P`` matrices
 #: (64 MB in float64 at 2900 cells; a 53 x 53 image grid is 2809).
 MAX_DENSE_FEATURES = 2900
 
-# Examples per chunk in the robust standard error (bounds an (examples, rows, P) temporary).
-_SE_CHUNK = 4
+PENALTY_RULES = ("gcv", "evidence")
 
 
-class _GramEstimator(Estimator):
-    """Streams the sufficient statistics of a linear regression of ``y`` on ``X``."""
+class GramAccumulator(Accumulator):
+    """Streams the sufficient statistics of a linear regression of ``y`` on ``X``.
 
-    max_dense_features = MAX_DENSE_FEATURES
+    The responses are kept (``n x N``) for residuals; the design is replayed from the
+    noise stream rather than stored.
+    """
 
     def __init__(self, group: DesignGroup, n_examples: int, centered: bool, track_error: bool):
         super().__init__(group, n_examples, centered, track_error)
-        opts = dict(device=group.device, dtype=group.dtype)
         p = group.p
-        self._sx = torch.zeros(p, **opts)
-        self._sxx = torch.zeros(p, p, **opts)
-        self._sy = torch.zeros(n_examples, **opts)
-        self._sxy = torch.zeros(n_examples, p, **opts)
-        self._syy = torch.zeros(n_examples, **opts)
-        # Responses kept for the residuals of the robust standard error; the design is
-        # replayed from the noise stream rather than stored.
+        self._sx = zeros(group, p)
+        self._sxx = zeros(group, p, p)
+        self._sxy = zeros(group, n_examples, p)
         self._y_rows: List[Tensor] = []
 
     def update(self, features: Tensor, responses: Tensor) -> None:
         self._sx += features.sum(0)
         self._sxx += features.T @ features
-        self._sy += responses.sum(0)
         self._sxy += responses.T @ features
-        self._syy += (responses**2).sum(0)
+        self._y_rows.append(responses)
         self.units += features.shape[0]
-        if self.track_error:
-            self._y_rows.append(responses)
 
-    def _statistics(self) -> Tuple[Tensor, Tensor, Tensor, int]:
-        """Gram matrix, ``X^T y``, ``y^T y`` and residual degrees of freedom (centred if needed)."""
-        n = self.units
-        if not self.centered:
-            return self._sxx, self._sxy, self._syy, n
-        mx = self._sx / n
-        gram = self._sxx - n * torch.outer(mx, mx)
-        xy = self._sxy - self._sy[:, None] * mx
-        yy = self._syy - self._sy**2 / n
-        return gram, xy, yy, n - 1
+    @property
+    def dof(self) -> int:
+        """Residual degrees of freedom before the fit (one less with an intercept)."""
+        return self.units - int(self.centered)
 
-    def _robust_se(
-        self,
-        replay: Optional[Replay],
-        coef: Tensor,
-        eigval: Tensor,
-        eigvec: Tensor,
-        filt: Tensor,
-        prior_var: Tensor,
-    ) -> Tensor:
-        """Standard error of the linear smoother ``H X^T y``, ``H = V diag(filt) V^T``.
-
-        ``Var = H X^T diag(e^2) X H + tau^2 (H X^T X - I)^2``: the sampling variance
-        from the residuals ``e`` (heteroskedasticity-robust, HC1-scaled by the effective
-        degrees of freedom ``sum_k d_k filt_k``) plus the spread of the shrinkage bias
-        under the prior ``beta ~ N(0, tau^2 I)`` (``prior_var = tau^2`` per example;
-        zero for least squares).
-        """
-        if replay is None:
-            raise ValueError("standard errors of a regression estimator need the design replayed")
+    def responses(self) -> Tensor:
+        """``(n, N)`` responses, centred with an intercept."""
         y = torch.cat(self._y_rows)
-        mean_x = self._sx / self.units if self.centered else None
-        if self.centered:
-            y = y - self._sy / self.units
-        meat = torch.zeros_like(coef)
-        row = 0
+        return y - y.mean(0) if self.centered else y
+
+    def gram(self) -> Tuple[Tensor, Tensor]:
+        """``X^T X`` and ``X^T y`` ``(N, P)``, centred with an intercept."""
+        if not self.centered:
+            return self._sxx, self._sxy
+        n = self.units
+        mx = self._sx / n
+        sy = torch.cat(self._y_rows).sum(0)
+        return self._sxx - n * torch.outer(mx, mx), self._sxy - sy[:, None] * mx
+
+    def design_rows(self, replay: Optional[Replay]) -> Iterator[Tensor]:
+        """The design again, chunk by chunk, centred with an intercept."""
+        if replay is None:
+            raise ValueError("this estimate needs the design replayed")
+        mean = self._sx / self.units if self.centered else None
         for x in replay():
             x = x.to(self.group.dtype)
-            if mean_x is not None:
-                x = x - mean_x
-            resid = y[row : row + x.shape[0]] - x @ coef.T  # (k, N)
-            row += x.shape[0]
-            rotated = x @ eigvec  # rows V^T x_i
-            for lo in range(0, coef.shape[0], _SE_CHUNK):
-                # Rows of H x_i for every unit of the chunk and example: (c, k, P).
-                ax = (rotated[None] * filt[lo : lo + _SE_CHUNK, None, :]) @ eigvec.T
-                meat[lo : lo + _SE_CHUNK] += torch.einsum("kc,ckp->cp", resid[:, lo : lo + _SE_CHUNK] ** 2, ax**2)
-        dof = self._statistics()[3]
-        used = (eigval * filt).sum(-1, keepdim=True)  # effective number of parameters
-        meat = meat * (dof / (dof - used).clamp_min(1.0))
-        bias = prior_var[:, None] * (((eigval * filt - 1) ** 2) @ (eigvec.T**2))
-        return (meat + bias).sqrt()
+            yield x - mean if mean is not None else x
+
+    def design(self, replay: Optional[Replay]) -> Tensor:
+        return torch.cat(list(self.design_rows(replay)))
+
+    def fit(self, penalty: str, scales: Optional[Tensor], replay: Optional[Replay], dual: bool) -> SpectralFit:
+        """Fit every example (prior scales ``(N, P)`` or None for a white prior)."""
+        y = self.responses()
+        if dual:
+            return fit_dual(self.design(replay), y, scales, self.dof, penalty)
+        gram, xy = self.gram()
+        return fit_primal(gram, xy, (y**2).sum(0), scales, self.dof, penalty)
+
+    def standard_error(self, fit: SpectralFit, replay: Optional[Replay]) -> Tensor:
+        """Robust (sandwich) standard errors of the fitted smoother, plus the prior bias spread."""
+        design = None if fit.rows is not None else self.design_rows(replay)
+        return fit.robust_se(self.responses(), design, self.dof)
+
+
+class _RegressionEstimator(Estimator):
+    max_features = MAX_DENSE_FEATURES
+
+    def accumulator(self, group: DesignGroup, n_examples: int, centered: bool, track_error: bool) -> Accumulator:
+        return GramAccumulator(group, n_examples, centered, track_error)
+
+    def _finish(self, accs: Sequence[GramAccumulator], contexts: Sequence[GroupContext], fits: Sequence[SpectralFit]) -> List[Estimate]:
+        out = []
+        for acc, ctx, fit in zip(accs, contexts, fits):
+            se = acc.standard_error(fit, ctx.replay) if acc.track_error else None
+            out.append(Estimate(fit.coef, se))
+        return out
 
 
 @register_estimator
-class LeastSquaresEstimator(_GramEstimator):
+class LeastSquaresEstimator(_RegressionEstimator):
     """Ordinary least squares of the responses on the perturbations (with an intercept
-    for Gaussian sampling). Needs more units than cells; exact for linear models."""
+    for Gaussian sampling). Needs more units than cells; exact for linear models.
+    Standard errors: heteroskedasticity-robust (HC1) sandwich."""
 
     name = "least_squares"
 
-    @classmethod
-    def min_units(cls, group: DesignGroup, centered: bool) -> int:
+    def __init__(self) -> None:
+        pass
+
+    def min_units(self, group: DesignGroup, centered: bool) -> int:
         return group.p + 1 + int(centered)
 
-    def estimate(self, replay: Optional[Replay] = None) -> Estimate:
-        gram, xy, _, _ = self._statistics()
-        eigval, eigvec = torch.linalg.eigh(gram)
-        filt = (1.0 / eigval).expand(xy.shape[0], -1)
-        coef = ((xy @ eigvec) * filt) @ eigvec.T
-        se = None
-        if self.track_error:
-            no_prior = torch.zeros(coef.shape[0], device=coef.device, dtype=coef.dtype)
-            se = self._robust_se(replay, coef, eigval, eigvec, filt, no_prior)
-        return Estimate(coef, se)
+    def estimate(self, accumulators: Sequence[Accumulator], contexts: Sequence[GroupContext]) -> List[Estimate]:
+        accs: Sequence[GramAccumulator] = accumulators  # type: ignore[assignment]
+        fits = [acc.fit("none", None, ctx.replay, dual=False) for acc, ctx in zip(accs, contexts)]
+        return self._finish(accs, contexts, fits)
 
 
 @register_estimator
-class RidgeEstimator(_GramEstimator):
-    """Ridge regression averaged over its penalty by empirical Bayes, per example.
+class RidgeEstimator(_RegressionEstimator):
+    """Ridge regression with a learnt prior envelope and a cross-validated penalty.
 
-    The estimate is ``V diag(h) V^T X^T y`` with ``X^T X = V diag(d) V^T`` and the
-    spectral filter ``h = E[1 / (d + alpha)]``, the average over the penalty's
-    posterior (:func:`penalty_posterior`). With plenty of data the posterior is sharp
-    and this is ridge at the most likely penalty; with few it also averages in smaller
-    penalties, which keeps the estimate and its standard error honest when the data
-    cannot yet tell signal from noise.
+    Args:
+        penalty: how the penalty is chosen per example and channel: "gcv" (generalised
+            cross-validation; noiseless responses give the least-squares or
+            minimum-norm answer) or "evidence" (the marginal likelihood's posterior
+            average, with a white prior only; the estimator of captum-leg 0.1).
+        envelope: learn the prior's shape from the data (shared by the channels of an
+            input, smoothed over ``envelope_smoothing`` cells); False for a white prior.
+        envelope_smoothing: standard deviation, in cells, of the Gaussian smoothing of
+            the envelope.
+        envelope_iterations: expectation-maximisation updates of the envelope.
+
+    Examples::
+
+        >>> from captum_leg.estimators import RidgeEstimator
+        >>> attr = LEG(model).attribute(x, target=c, estimator=RidgeEstimator(envelope=False))
     """
 
     name = "ridge"
 
-    @classmethod
-    def for_group(cls, group: DesignGroup) -> Type[Estimator]:
-        if group.p > cls.max_dense_features:
+    def __init__(
+        self,
+        penalty: str = "gcv",
+        envelope: bool = True,
+        envelope_smoothing: float = 1.0,
+        envelope_iterations: int = 6,
+    ) -> None:
+        self.penalty = penalty
+        self.envelope = envelope
+        self.envelope_smoothing = envelope_smoothing
+        self.envelope_iterations = envelope_iterations
+
+    def check(self) -> None:
+        """Validate the hyperparameters (ValueError/TypeError naming the one at fault)."""
+        if self.penalty not in PENALTY_RULES:
+            raise ValueError(f"RidgeEstimator.penalty: expected one of {PENALTY_RULES}, got {self.penalty!r}")
+        if not isinstance(self.envelope, bool):
+            raise TypeError(f"RidgeEstimator.envelope: expected a bool, got {type(self.envelope).__name__}")
+        if self.envelope and self.penalty == "evidence":
+            raise ValueError("RidgeEstimator: penalty='evidence' works with a white prior only; pass envelope=False")
+        s = self.envelope_smoothing
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and s >= 0):
+            raise ValueError(f"RidgeEstimator.envelope_smoothing: expected a float >= 0 (cells), got {s!r}")
+        it = self.envelope_iterations
+        if isinstance(it, bool) or not isinstance(it, int) or it < 1:
+            raise ValueError(f"RidgeEstimator.envelope_iterations: expected an int >= 1, got {it!r}")
+
+    def for_group(self, group: DesignGroup) -> Estimator:
+        """The estimator that runs on ``group``: this one, or its structured form on large grids."""
+        if group.p > MAX_DENSE_FEATURES:
             from captum_leg.estimators.spectral import SpectralRidgeEstimator
 
-            return SpectralRidgeEstimator
-        return cls
+            return SpectralRidgeEstimator()
+        return self
 
-    def estimate(self, replay: Optional[Replay] = None) -> Estimate:
-        gram, xy, yy, dof = self._statistics()
-        eigval, eigvec = torch.linalg.eigh(gram)
-        eigval = eigval.clamp_min(0)
-        u = xy @ eigvec  # (N, P)
-        log_alpha, weights, noise_var = penalty_posterior(eigval, u, yy, dof)
-        alpha = log_alpha.exp()[..., None]  # (F, N, 1)
-        filt = (weights[..., None] / (eigval + alpha)).sum(0)  # (N, P)
-        coef = (u * filt) @ eigvec.T
-        se = None
-        if self.track_error:
-            prior_var = (weights * noise_var / alpha[..., 0]).sum(0)  # E[tau^2]
-            se = self._robust_se(replay, coef, eigval, eigvec, filt, prior_var)
-        return Estimate(coef, se)
+    def estimate(self, accumulators: Sequence[Accumulator], contexts: Sequence[GroupContext]) -> List[Estimate]:
+        accs: Sequence[GramAccumulator] = accumulators  # type: ignore[assignment]
+        # Fewer units than cells: the n x n kernel is the smaller matrix (and needs the design).
+        dual = [self.penalty == "gcv" and acc.units <= acc.group.p for acc in accs]
+        scales: List[Optional[Tensor]] = [None] * len(accs)
+        rounds = self.envelope_iterations if self.envelope else 0
+        designs = [_cached(ctx.replay) if d else ctx.replay for ctx, d in zip(contexts, dual)]
+        for _ in range(rounds):
+            fits = [acc.fit(self.penalty, s, r, d) for acc, s, r, d in zip(accs, scales, designs, dual)]
+            scales = list(envelope_scales(fits, contexts, self.envelope_smoothing))
+        fits = [acc.fit(self.penalty, s, r, d) for acc, s, r, d in zip(accs, scales, designs, dual)]
+        return self._finish(accs, contexts, fits)
 
 
-def penalty_posterior(
-    eigval: Tensor, u: Tensor, yy: Tensor, dof: int, points: int = 81
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """Posterior of the ridge penalty ``alpha = sigma^2 / tau^2`` on a per-example grid.
+def _cached(replay: Optional[Replay]) -> Optional[Replay]:
+    """Replay the design once and keep it (used with fewer units than cells: ``n x P`` is
+    smaller than the Gram matrix, and the envelope's rounds read it several times)."""
+    if replay is None:
+        return None
+    rows: List[Tensor] = []
 
-    Model: ``y = X beta + e``, ``beta ~ N(0, tau^2 I)``, ``e ~ N(0, sigma^2 I)``, a flat
-    prior on ``log alpha``. With ``X^T X = V diag(d) V^T`` and ``u = V^T X^T y`` the
-    profile negative log-likelihood (``sigma^2`` maximised out) is, up to a constant,
-    ``(dof / 2) log Q(alpha) + (1/2) sum_k log(1 + d_k / alpha)`` with
-    ``Q(alpha) = sum_k u_k^2 / (d_k + d_k^2 / alpha) + (y^T y - sum_k u_k^2 / d_k)``.
-    A coarse log grid locates the region holding the posterior mass; ``points``
-    evenly spaced values cover it.
+    def again():  # type: ignore[no-untyped-def]
+        if not rows:
+            rows.extend(replay())
+        return iter(rows)
 
-    Args:
-        eigval: ``(P,)`` eigenvalues ``d`` of the Gram matrix.
-        u: ``(N, P)`` rotated ``X^T y``, one row per example.
-        yy: ``(N,)`` ``y^T y``.
-        dof: residual degrees of freedom (units, minus one with an intercept).
-        points: grid points per example.
-
-    Returns:
-        ``log alpha`` ``(F, N)``, posterior weights ``(F, N)`` (summing to one per
-        example) and the noise variance ``sigma^2 = Q / dof`` at each point ``(F, N)``.
-    """
-    keep = eigval > eigval.max() * 1e-12
-    d = torch.where(keep, eigval, torch.ones_like(eigval))
-    fit = torch.where(keep, u**2 / d, torch.zeros_like(u))  # (N, P)
-    # Least-squares residual sum of squares, floored at 1e-10 of y^T y: a noise-free fit
-    # would leave the likelihood flat in alpha (and the choice to rounding) otherwise.
-    resid = (yy - fit.sum(-1)).clamp_min(0) + 1e-10 * yy
-    scale = float(eigval[keep].mean()) if bool(keep.any()) else 1.0
-    tiny = torch.finfo(eigval.dtype).tiny
-
-    def profile(log_alpha: Tensor) -> Tuple[Tensor, Tensor]:  # (F, N) -> nll, Q
-        a = log_alpha.exp()[..., None]
-        q = (fit * a / (a + d)).sum(-1) + resid
-        logdet = torch.where(keep, torch.log1p(d / a), torch.zeros_like(d * a)).sum(-1)
-        return 0.5 * (dof * torch.log(q.clamp_min(tiny)) + logdet), q
-
-    opts = dict(device=eigval.device, dtype=eigval.dtype)
-    step = 0.5
-    coarse = math.log(scale) + torch.arange(-30.0, 8.0 + step / 2, step, **opts)[:, None]
-    coarse = coarse.expand(-1, u.shape[0])
-    nll = profile(coarse)[0]
-    # Where the posterior has weight above e^-20 of its peak, one coarse step either side.
-    inside = nll - nll.min(0).values <= 20.0
-    lo = torch.where(inside, coarse, torch.full_like(coarse, math.inf)).min(0).values - step
-    hi = torch.where(inside, coarse, torch.full_like(coarse, -math.inf)).max(0).values + step
-    fine = lo + (hi - lo) * torch.linspace(0, 1, points, **opts)[:, None]  # (F, N)
-    nll, q = profile(fine)
-    weights = torch.softmax(-nll, dim=0)
-    return fine, weights, q / dof
+    return again

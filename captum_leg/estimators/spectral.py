@@ -19,21 +19,38 @@ posterior standard deviations ``sqrt((v/n) diag((Sigma + delta I)^{-1}))``.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from captum_leg.estimators.base import Estimate, Estimator, Replay
-from captum_leg.estimators.design import DesignGroup
+from captum_leg.estimators.base import Accumulator, Estimate, Estimator, GroupContext
+from captum_leg.estimators.design import Block, DesignGroup
 
 _POINTS = 81
 
 
 class SpectralRidgeEstimator(Estimator):
-    """The ridge estimator's structured form for large grids (any number of cells)."""
+    """The ridge estimator's structured form for large grids (any number of cells).
+
+    ``RidgeEstimator`` hands groups above ``MAX_DENSE_FEATURES`` cells to it; it has a
+    white prior (no envelope) and chooses ``tau^2`` by its posterior given the moment.
+    """
 
     name = "ridge"
+
+    def __init__(self) -> None:
+        pass
+
+    def accumulator(self, group: DesignGroup, n_examples: int, centered: bool, track_error: bool) -> Accumulator:
+        return SpectralRidgeAccumulator(group, n_examples, centered, track_error)
+
+    def estimate(self, accumulators: Sequence[Accumulator], contexts: Sequence[GroupContext]) -> List[Estimate]:
+        return [acc.result() for acc in accumulators]  # type: ignore[attr-defined]
+
+
+class SpectralRidgeAccumulator(Accumulator):
+    """The moment's running sums, and the response's for its variance."""
 
     def __init__(self, group: DesignGroup, n_examples: int, centered: bool, track_error: bool):
         super().__init__(group, n_examples, centered, track_error)
@@ -50,7 +67,7 @@ class SpectralRidgeEstimator(Estimator):
         self._srr += (responses**2).sum(0)
         self.units += features.shape[0]
 
-    def estimate(self, replay: Optional[Replay] = None) -> Estimate:
+    def result(self) -> Estimate:
         n = self.units
         if self.centered:
             mean_r = self._sr / n
@@ -101,8 +118,8 @@ def _prior_posterior(spec: Tensor, mu: Tensor, noise: Tensor) -> Tuple[Tensor, T
 
 
 def _shifted_solve(
-    block, spec: Tensor, mu: Tensor, delta: Tensor, weights: Tensor, noise: Tensor, with_var: bool
-) -> Tuple[Tensor, Optional[Tensor]]:  # type: ignore[no-untyped-def]
+    block: Block, spec: Tensor, mu: Tensor, delta: Tensor, weights: Tensor, noise: Tensor, with_var: bool
+) -> Tuple[Tensor, Optional[Tensor]]:
     """Posterior mean (and variance) of one block, averaged over the ``delta`` grid.
 
     ``(Sigma + delta I)^{-1} = A^{-1} - A^{-1} u u^T A^{-1} / (1 + u^T A^{-1} u)`` with the
