@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar
 
 #: The run stops when the model has failed on this many images and explained none
 #: (or on all of them, when there are fewer).
@@ -19,13 +19,22 @@ BROKEN_MODEL_FAILURES = 5
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+#: An item of a batch command: a tuple whose first element is the image file.
+FileItem = TypeVar("FileItem", bound=Tuple[Any, ...])
 
 
 class FileFailures:
-    """The files a batch command skipped, reported as they happen."""
+    """The files a batch command skipped, reported as they happen.
 
-    def __init__(self, tag: str = "") -> None:
+    Args:
+        tag: prefix of each line (the process, under torchrun).
+        is_fatal: whether an exception is an error of the whole run (a bad option
+            value), raised rather than counted against one file.
+    """
+
+    def __init__(self, tag: str = "", is_fatal: Callable[[Exception], bool] = lambda err: False) -> None:
         self.tag = tag
+        self.is_fatal = is_fatal
         self.unreadable = 0
         self.failed = 0
         self.first_error: Optional[str] = None
@@ -58,6 +67,17 @@ class FileFailures:
             f"captum-leg: error: {what} failed on {which} it was given and succeeded on none, "
             f"so the run stops; the first error: {self.first_error}"
         )
+
+    @property
+    def exit_status(self) -> int:
+        """The command's exit status: 1 when any file failed, else 0."""
+        return 1 if self else 0
+
+    def each_alone(self, items: Sequence[FileItem], run: Callable[[Sequence[FileItem]], Sequence[Result]],
+                   what: str = "the model") -> List[Tuple[FileItem, Result]]:
+        """:func:`each_alone_on_failure` on ``(file, ...)`` items: an item ``what`` fails
+        on is reported by its file and counted."""
+        return each_alone_on_failure(items, run, lambda item, err: self.model_failed(item[0], err, what), self.is_fatal)
 
     def summary(self) -> str:
         """``""``, or what failed, to append to the command's last log line."""
