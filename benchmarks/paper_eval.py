@@ -53,6 +53,7 @@ from captum_leg.evaluation import (
     build_method,
     curve_auc,
     method_entry,
+    method_names,
     plot_causal_curves,
     plot_sensitivity,
 )
@@ -103,7 +104,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--budget", type=int, required=True, help="forward-equivalents per image for sampling methods")
     p.add_argument("--scale", choices=("probability", "logit"), required=True)
     p.add_argument("--out", required=True, help="folder of the run (resumed when it exists)")
-    p.add_argument("--methods", nargs="+", default=None, help=f"default: {' '.join(METHODS)} "
+    p.add_argument("--methods", nargs="+", default=None, choices=method_names(), metavar="METHOD",
+                   help=f"default: {' '.join(METHODS)} "
                    "(leg-gradient only when LEG has estimator='gradient')")
     p.add_argument("--lams", type=float, nargs="+", default=[0.1, 0.3], help="LEG-TV lambdas of leg-tv-path")
     p.add_argument("--seed", type=int, default=0)
@@ -143,7 +145,9 @@ def find_photos(paths: Sequence[str], only: str | None, device: str) -> List[Pho
     return [Photo(f.stem, loader(f)) for f in files]
 
 
-def build_specs(names: Sequence[str], counter: ForwardCounter, budget: int, lams: Sequence[float]) -> Dict[str, MethodSpec]:
+def build_specs(
+    names: Sequence[str], counter: ForwardCounter, budget: int, lams: Sequence[float]
+) -> Dict[str, MethodSpec]:
     options = {**METHODS, "leg-tv-path": {"lams": tuple(lams)}}
     return {n: build_method(n, counter, budget, **options.get(n, {})) for n in names}
 
@@ -172,9 +176,9 @@ def write_report(out: Path, records: List[Dict[str, Any]], specs: Dict[str, Meth
         f"EfficientNet-Lite0, {len(photos)} photos ({', '.join(photos)}), seed {args.seed}, "
         f"{args.key_grid} key-size fractions, deletion to {args.deletion_mask}, insertion over {args.insertion_start}, "
         f"{args.curve_points} curve points. Cells: mean (median) [bootstrap 95 % interval of the mean].\n",
-        "Command: `python benchmarks/paper_eval.py " + " ".join(sys.argv[1:]) + "`\n",
-        f"Wall time of this call: {wall:.0f} s; compute recorded over all calls: "
-        f"{sum(t['total_seconds'] for t in timings):.0f} s.\n",
+        f"Command: `{command_line('paper_eval.py')}`\n",
+        ("" if args.report_only else f"Wall time of the last call: {wall:.0f} s. ")
+        + f"Maps and metrics took {sum(t['total_seconds'] for t in timings):.0f} s over all calls.\n",
         "## Key size (smaller is better)\n", markdown_table(wide_rows(summary, KEY_METRICS, costs)),
         f"## Deletion and insertion areas ({args.scale}; deletion: lower is better, insertion: higher)\n",
         markdown_table(wide_rows(summary, CURVE_METRICS, costs)),
@@ -185,6 +189,19 @@ def write_report(out: Path, records: List[Dict[str, Any]], specs: Dict[str, Meth
     ]
     (out / "README.md").write_text("\n".join(lines))
     write_plots(out, records, args)
+
+
+def command_line(script: str) -> str:
+    """This call's command, the photo paths shown as ``PHOTOS/`` (they lie outside the repository)."""
+    words, skipping = [f"python benchmarks/{script}"], False
+    for word in sys.argv[1:]:
+        skipping = skipping and not word.startswith("--")
+        if not skipping and word != "--report-only":
+            words.append(word)
+        if word == "--photos":
+            words.append("PHOTOS/")
+            skipping = True
+    return " ".join(words)
 
 
 def _short(settings: Dict[str, Any]) -> str:

@@ -24,9 +24,16 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import torch
-from paper_eval import METHODS, find_photos  # the sibling script (its folder is on the path)
+from paper_eval import METHODS, command_line, find_photos  # the sibling script (its folder is on the path)
 
-from captum_leg.evaluation import CascadingResult, block_layers, build_method, cascading_randomization, plot_cascading
+from captum_leg.evaluation import (
+    CascadingResult,
+    block_layers,
+    build_method,
+    cascading_randomization,
+    method_names,
+    plot_cascading,
+)
 from captum_leg.evaluation.runner import RecordStore, settings_key, with_softmax
 from captum_leg.evaluation.statistics import summarize
 from captum_leg.evaluation.tables import markdown_table, write_csv
@@ -42,7 +49,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--budget", type=int, required=True)
     p.add_argument("--scale", choices=("probability", "logit"), required=True)
     p.add_argument("--layers", type=int, default=6, help="randomisation steps, top down")
-    p.add_argument("--methods", nargs="+", default=list(SANITY_METHODS))
+    p.add_argument("--methods", nargs="+", default=list(SANITY_METHODS), choices=method_names(), metavar="METHOD")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -98,7 +105,7 @@ def report(out: Path, records: List[Dict[str, Any]], args, layers: List[str]) ->
             f"EfficientNet-Lite0, {len(photos)} photos ({', '.join(photos)}), seed {args.seed} (floor: seed "
             f"{args.seed + 1}). Spearman correlation with the trained network's map; means over photos with "
             "bootstrap 95 % intervals of the mean.\n",
-            "Command: `python benchmarks/paper_sanity.py " + " ".join(sys.argv[1:]) + "`\n",
+            f"Command: `{command_line('paper_sanity.py')}`\n",
             markdown_table(rows), "![sanity](sanity.png)\n"]
     (out / "README.md").write_text("\n".join(text))
     if results:

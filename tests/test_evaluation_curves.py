@@ -139,7 +139,8 @@ def test_sensitivity_curve_from_probability_matches_the_metric():
 def test_plot_causal_curves(tmp_path):
     f = np.linspace(0, 1, 5)
     resp = np.stack([1 - f, 1 - f**2])
-    curves = {"a": [CausalCurve("deletion", f, resp, curve_auc(f, resp)), CausalCurve("insertion", f, resp[::-1], curve_auc(f, resp))]}
+    auc = curve_auc(f, resp)
+    curves = {"a": [CausalCurve("deletion", f, resp, auc), CausalCurve("insertion", f, resp[::-1], auc)]}
     fig = plot_causal_curves(curves, str(tmp_path / "c.png"), ylabel="p")
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert [ax.get_title() for ax in fig.axes] == ["deletion", "insertion"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -81,7 +81,9 @@ def pixel_affine(pixel_space: PixelSpace, channels: int, like: Tensor) -> Tuple[
     return m, s
 
 
-def _affine_pair(pixel_space: Tuple[Sequence[float], Sequence[float]], channels: int):
+def _affine_pair(
+    pixel_space: Tuple[Sequence[float], Sequence[float]], channels: int
+) -> Tuple[List[float], List[float]]:
     try:
         mean, std = (list(map(float, np.atleast_1d(np.asarray(v, dtype=float)))) for v in pixel_space)
     except (TypeError, ValueError):
@@ -114,7 +116,7 @@ def check_inputs(inputs: Tensor, attributions: Tensor) -> Tensor:
     return attributions.detach().to(device=inputs.device, dtype=inputs.dtype)
 
 
-def check_steps(steps: Steps, default: Sequence[float], start: float) -> Tensor:
+def check_steps(steps: Steps, default: Union[Sequence[float], np.ndarray], start: float) -> Tensor:
     """Masked fractions from ``steps``.
 
     An int gives that many evenly spaced fractions ending at 1, starting at ``start``
@@ -126,7 +128,7 @@ def check_steps(steps: Steps, default: Sequence[float], start: float) -> Tensor:
         if steps < 1:
             raise ValueError(f"steps: expected an int >= 1, got {steps}")
         first = start if start >= 0 else 1.0 / steps
-        values: Sequence[float] = np.linspace(first, 1.0, steps) if steps > 1 else [1.0]
+        values: Union[Sequence[float], np.ndarray] = np.linspace(first, 1.0, steps) if steps > 1 else [1.0]
     else:
         values = default if steps is None else steps
     f = torch.as_tensor(values, dtype=torch.float64).flatten()

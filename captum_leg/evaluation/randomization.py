@@ -88,8 +88,9 @@ def reinitialize(module: nn.Module, seed: int) -> None:
     owners = [module] if _owns_parameters(module) else [m for m in module.modules() if _owns_parameters(m)]
     with seeded_global_rng(int(seed)):  # reset_parameters draws from the global generators
         for m in owners:
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
             else:
                 for p in m.parameters(recurse=False):
                     p.normal_(0.0, 0.02)

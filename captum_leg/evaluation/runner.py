@@ -98,7 +98,9 @@ class RecordStore:
             stored = json.loads(header.read_text())
             if stored != wanted:
                 diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-                raise ValueError(f"{self.folder}: holds a run with other settings ({', '.join(diff)}); use another folder")
+                raise ValueError(
+                    f"{self.folder}: holds a run with other settings ({', '.join(diff)}); use another folder"
+                )
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             header.write_text(json.dumps(wanted, indent=1, sort_keys=True) + "\n")

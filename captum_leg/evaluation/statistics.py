@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 from scipy import stats
 
 #: Bootstrap resamples of :func:`bootstrap_interval` by default.
 DEFAULT_RESAMPLES = 10000
+
+Values = Union[Sequence[float], np.ndarray]
 
 
 def _rng_keyword() -> str:
@@ -24,7 +26,7 @@ def _rng_keyword() -> str:
 
 
 def bootstrap_interval(
-    values: Sequence[float],
+    values: Values,
     level: float = 0.95,
     *,
     n_resamples: int = DEFAULT_RESAMPLES,
@@ -58,7 +60,7 @@ def bootstrap_interval(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def summarize(values: Sequence[float], level: float = 0.95, *, seed: int = 0) -> Dict[str, float]:
+def summarize(values: Values, level: float = 0.95, *, seed: int = 0) -> Dict[str, float]:
     """``{n, mean, median, low, high}`` of ``values`` (``low``/``high``: :func:`bootstrap_interval`)."""
     v = np.asarray(values, dtype=float).ravel()
     if v.size == 0:
