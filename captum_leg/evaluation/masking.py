@@ -1,4 +1,4 @@
-"""Key size and sensitivity curves: mask the most salient pixels and watch the classifier.
+"""Masking pixels in order of saliency: pixel space, replacement values, one masking setup.
 
 Conventions (as in the LEG paper, Luo, Barut, Jin, ICCV 2021):
 
@@ -16,50 +16,40 @@ Conventions (as in the LEG paper, Luo, Barut, Jin, ICCV 2021):
   pixel 1; ``"noise"``: uniform random pixels in ``[0, 1]`` (seeded, the same noise for
   every fraction so masks are nested); ``"shift"``: move each masked value by ``shift``
   (pixel units, default ``100/255`` as in the paper) *against* the sign of the map's
-  channel (so it lowers the evidence), clamped to ``[0, 1]`` pixels.
+  channel (so it lowers the evidence), clamped to ``[0, 1]`` pixels; ``"blur"`` (not one
+  of the paper's key-size masks; the start of RISE's insertion curve): the image blurred
+  by a Gaussian of standard deviation 5 pixels truncated at 5 pixels (RISE's 11-tap
+  kernel), edges reflected.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 from torch import Tensor
 
 from captum_leg.models import IMAGENET_MEAN, IMAGENET_STD
 
 PixelSpace = Union[str, Tuple[Sequence[float], Sequence[float]]]
 TargetType = Union[None, int, Sequence[int], Tensor]
+Steps = Union[int, Sequence[float], None]
 
+#: The paper's key-size masks.
 MASKS: Tuple[str, ...] = ("mean", "black", "white", "noise", "shift")
-
-#: Default fractions for :func:`key_size`: fine where key sizes usually are (0.5 %
-#: steps up to 5 %), coarser above. 47 steps in (0, 1].
-DEFAULT_KEY_FRACTIONS: Tuple[float, ...] = tuple(
-    sorted(
-        set(
-            [round(0.005 * i, 4) for i in range(1, 11)]
-            + [round(0.01 * i, 4) for i in range(6, 21)]
-            + [round(0.2 + 0.025 * i, 4) for i in range(1, 13)]
-            + [round(0.5 + 0.05 * i, 4) for i in range(1, 11)]
-        )
-    )
-)
-
-#: A cheaper grid (27 steps): 1 % steps to 10 %, 2.5 % to 30 %, 5 % to 50 %, 10 % to 1.
-COARSE_KEY_FRACTIONS: Tuple[float, ...] = tuple(
-    [round(0.01 * i, 4) for i in range(1, 11)]
-    + [round(0.1 + 0.025 * i, 4) for i in range(1, 9)]
-    + [round(0.3 + 0.05 * i, 4) for i in range(1, 5)]
-    + [round(0.5 + 0.1 * i, 4) for i in range(1, 6)]
-)
+#: Every replacement :func:`mask_fill` knows: the paper's masks and RISE's blur.
+FILLS: Tuple[str, ...] = MASKS + ("blur",)
+#: RISE's blur (Petsiuk et al. 2018): a Gaussian of sigma 5 pixels on 11 taps.
+BLUR_SIGMA = 5.0
+BLUR_RADIUS = 5
 
 
 # ---------------------------------------------------------------------------------------
-# validation helpers
+# validation
 # ---------------------------------------------------------------------------------------
 def pixel_affine(pixel_space: PixelSpace, channels: int, like: Tensor) -> Tuple[Tensor, Tensor]:
     """``(mean, std)`` as ``(1, C, 1, 1)`` tensors with ``pixel = x * std + mean``.
@@ -85,24 +75,30 @@ def pixel_affine(pixel_space: PixelSpace, channels: int, like: Tensor) -> Tuple[
         else:
             raise ValueError(f"pixel_space must be 'imagenet', 'unit' or (mean, std), got {pixel_space!r}")
     else:
-        try:
-            mean, std = (list(map(float, np.atleast_1d(np.asarray(v, dtype=float)))) for v in pixel_space)
-        except (TypeError, ValueError):
-            raise TypeError(f"pixel_space must be 'imagenet', 'unit' or (mean, std), got {pixel_space!r}")
-        if len(mean) == 1:
-            mean = mean * channels
-        if len(std) == 1:
-            std = std * channels
-        if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"pixel_space: mean/std need {channels} entries, got {len(mean)}/{len(std)}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"pixel_space: std must be > 0, got {std}")
+        mean, std = _affine_pair(pixel_space, channels)
     m = torch.tensor(mean, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
     return m, s
 
 
-def _check_inputs(inputs: Tensor, attributions: Tensor) -> Tensor:
+def _affine_pair(
+    pixel_space: Tuple[Sequence[float], Sequence[float]], channels: int
+) -> Tuple[List[float], List[float]]:
+    try:
+        mean, std = (list(map(float, np.atleast_1d(np.asarray(v, dtype=float)))) for v in pixel_space)
+    except (TypeError, ValueError):
+        raise TypeError(f"pixel_space must be 'imagenet', 'unit' or (mean, std), got {pixel_space!r}")
+    mean = mean * channels if len(mean) == 1 else mean
+    std = std * channels if len(std) == 1 else std
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"pixel_space: mean/std need {channels} entries, got {len(mean)}/{len(std)}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"pixel_space: std must be > 0, got {std}")
+    return mean, std
+
+
+def check_inputs(inputs: Tensor, attributions: Tensor) -> Tensor:
+    """The attributions, detached, on the inputs' device and dtype (both validated)."""
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
     if inputs.dim() != 4:
@@ -120,10 +116,7 @@ def _check_inputs(inputs: Tensor, attributions: Tensor) -> Tensor:
     return attributions.detach().to(device=inputs.device, dtype=inputs.dtype)
 
 
-Steps = Union[int, Sequence[float], None]
-
-
-def _check_steps(steps: Steps, default: Sequence[float], start: float) -> Tensor:
+def check_steps(steps: Steps, default: Union[Sequence[float], np.ndarray], start: float) -> Tensor:
     """Masked fractions from ``steps``.
 
     An int gives that many evenly spaced fractions ending at 1, starting at ``start``
@@ -135,7 +128,7 @@ def _check_steps(steps: Steps, default: Sequence[float], start: float) -> Tensor
         if steps < 1:
             raise ValueError(f"steps: expected an int >= 1, got {steps}")
         first = start if start >= 0 else 1.0 / steps
-        values: Sequence[float] = np.linspace(first, 1.0, steps) if steps > 1 else [1.0]
+        values: Union[Sequence[float], np.ndarray] = np.linspace(first, 1.0, steps) if steps > 1 else [1.0]
     else:
         values = default if steps is None else steps
     f = torch.as_tensor(values, dtype=torch.float64).flatten()
@@ -151,12 +144,13 @@ def _check_steps(steps: Steps, default: Sequence[float], start: float) -> Tensor
 def _check_mask(mask: str) -> str:
     if not isinstance(mask, str):
         raise TypeError(f"mask must be a string, got {type(mask).__name__}")
-    if mask not in MASKS:
-        raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+    if mask not in FILLS:
+        raise ValueError(f"mask must be one of {FILLS}, got {mask!r}")
     return mask
 
 
-def _check_batch(batch_size: int) -> int:
+def check_batch(batch_size: int) -> int:
+    """``batch_size`` if it is an int >= 1."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):
         raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
     if batch_size < 1:
@@ -176,7 +170,7 @@ def _targets(target: TargetType, n: int, device: torch.device) -> Optional[Tenso
 
 
 # ---------------------------------------------------------------------------------------
-# masking
+# order and replacement values
 # ---------------------------------------------------------------------------------------
 def pixel_ranks(attributions: Tensor, seed: Optional[int] = 0) -> Tensor:
     """Rank of every pixel by mean-over-channels ``|attribution|`` (0 = most salient).
@@ -204,6 +198,13 @@ def pixel_ranks(attributions: Tensor, seed: Optional[int] = 0) -> Tensor:
     return ranks
 
 
+def blur(inputs: Tensor, sigma: float = BLUR_SIGMA, radius: int = BLUR_RADIUS) -> Tensor:
+    """Each image and channel blurred by a Gaussian (``radius`` taps each side, reflected edges)."""
+    arr = inputs.detach().cpu().double().numpy()
+    out = gaussian_filter(arr, sigma=(0, 0, sigma, sigma), truncate=radius / sigma, mode="reflect")
+    return torch.from_numpy(out).to(device=inputs.device, dtype=inputs.dtype)
+
+
 def mask_fill(
     inputs: Tensor,
     attributions: Tensor,
@@ -218,7 +219,7 @@ def mask_fill(
     Args:
         inputs: ``(N, C, H, W)`` inputs.
         attributions: maps shaped like ``inputs`` or ``(N, 1, H, W)``.
-        mask: one of :data:`MASKS` (see the module docstring).
+        mask: one of :data:`FILLS` (see the module docstring).
         pixel_space: how inputs map to ``[0, 1]`` pixels (see module docstring).
         shift: pixel-space amount of the ``"shift"`` mask.
         seed: seed of the ``"noise"`` mask.
@@ -227,15 +228,15 @@ def mask_fill(
         ``(N, C, H, W)`` replacement values (a new tensor).
     """
     _check_mask(mask)
-    attributions = _check_inputs(inputs, attributions)
+    attributions = check_inputs(inputs, attributions)
     x = inputs.detach()
     mean, std = pixel_affine(pixel_space, x.shape[1], x)
     if mask == "mean":
         return x.mean((2, 3), keepdim=True).expand_as(x).clone()
-    if mask == "black":
-        return ((0.0 - mean) / std).expand_as(x).clone()
-    if mask == "white":
-        return ((1.0 - mean) / std).expand_as(x).clone()
+    if mask in ("black", "white"):
+        return ((float(mask == "white") - mean) / std).expand_as(x).clone()
+    if mask == "blur":
+        return blur(x)
     if mask == "noise":
         gen = torch.Generator(device="cpu")
         gen.manual_seed(0 if seed is None else int(seed))
@@ -248,247 +249,77 @@ def mask_fill(
     return (moved - mean) / std
 
 
-def _counts(fractions: Tensor, n_pixels: int) -> Tensor:
-    return torch.round(fractions * n_pixels).long()
-
-
-def _masked_batches(
-    inputs: Tensor,
-    fill: Tensor,
-    ranks: Tensor,
-    counts: Tensor,
-    batch_size: int,
-) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
-    """Yield ``(image_idx, step_idx, masked (B, C, H, W))`` chunks of at most ``batch_size``."""
-    N, C, H, W = inputs.shape
-    S = counts.numel()
-    img = torch.arange(N).repeat_interleave(S)
-    stp = torch.arange(S).repeat(N)
-    for start in range(0, N * S, batch_size):
-        i = img[start : start + batch_size]
-        s = stp[start : start + batch_size]
-        keep = ranks[i.to(ranks.device)] < counts[s].to(ranks.device)[:, None]  # (B, HW)
-        m = keep.view(-1, 1, H, W)
-        yield i, s, torch.where(m, fill[i.to(fill.device)], inputs[i.to(inputs.device)])
-
-
 # ---------------------------------------------------------------------------------------
-# key size
-# ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def key_size(
-    forward_func: Callable[..., Tensor],
-    inputs: Tensor,
-    attributions: Tensor,
-    target: TargetType = None,
-    mask: str = "mean",
-    steps: Steps = None,
-    *,
-    pixel_space: PixelSpace = "imagenet",
-    shift: float = 100.0 / 255.0,
-    batch_size: int = 64,
-    seed: Optional[int] = 0,
-) -> Tensor:
-    """Smallest fraction of the most salient pixels whose masking changes the prediction.
-
-    Pixels are ordered by mean-over-channels ``|attribution|`` (ties broken by a seeded
-    random permutation); for each fraction ``alpha`` the top ``round(alpha * H * W)``
-    pixels (all channels) are replaced by the mask. The key size is the first ``alpha``
-    (in ``steps``) at which ``argmax forward_func(masked) != target``; ``1.0`` when
-    it never changes. Fractions are evaluated in increasing order in chunks of batched
-    forward passes; an image stops being evaluated once its class changed.
-
-    Args:
-        forward_func: model or function mapping ``(B, C, H, W)`` to ``(B, classes)``.
-        inputs: ``(N, C, H, W)`` inputs (on the model's device).
-        attributions: maps shaped like ``inputs`` or ``(N, 1, H, W)``.
-        target: the class that must stop being predicted; default the prediction on
-            the unmasked inputs (the paper's setting).
-        mask: ``"mean"``, ``"black"``, ``"white"``, ``"noise"`` or ``"shift"``.
-        steps: the masked fractions tried: an int ``S`` gives ``1/S, 2/S, ..., 1``; a
-            sequence gives increasing fractions in ``[0, 1]``; default
-            :data:`DEFAULT_KEY_FRACTIONS` (fine where key sizes usually are).
-        pixel_space: how inputs map to ``[0, 1]`` pixels: ``"imagenet"``, ``"unit"`` or
-            ``(mean, std)``.
-        shift: pixel-space amount for the ``"shift"`` mask.
-        batch_size: masked images per forward pass.
-        seed: seed of the tie-break order and of the noise mask.
-
-    Returns:
-        ``(N,)`` float tensor of key sizes (on the inputs' device).
-    """
-    attributions = _check_inputs(inputs, attributions)
-    f = _check_steps(steps, DEFAULT_KEY_FRACTIONS, start=-1.0)
-    _check_batch(batch_size)
-    x = inputs.detach()
-    N, C, H, W = x.shape
-    tgt = _targets(target, N, x.device)
-    if tgt is None:
-        tgt = forward_func(x).argmax(-1)
-    fill = mask_fill(x, attributions, mask, pixel_space=pixel_space, shift=shift, seed=seed)
-    ranks = pixel_ranks(attributions, seed)
-    counts = _counts(f, H * W)
-    result = torch.ones(N, dtype=x.dtype, device=x.device)
-    pending = torch.arange(N, device=x.device)
-    pos = 0
-    S = counts.numel()
-    while pos < S and pending.numel():
-        # as many fractions per chunk as fill one forward batch for the pending images
-        chunk = max(1, batch_size // pending.numel())
-        sl = slice(pos, min(S, pos + chunk))
-        changed = torch.zeros(pending.numel(), counts[sl].numel(), dtype=torch.bool, device=x.device)
-        for i, s, batch in _masked_batches(x[pending], fill[pending], ranks[pending], counts[sl], batch_size):
-            pred = forward_func(batch).argmax(-1)
-            changed[i.to(x.device), s.to(x.device)] = pred != tgt[pending][i.to(x.device)]
-        hit = changed.any(1)
-        first = changed.float().argmax(1)
-        result[pending[hit]] = f[sl].to(x.device, x.dtype)[first[hit]]
-        pending = pending[~hit]
-        pos = sl.stop
-    return result
-
-
-# ---------------------------------------------------------------------------------------
-# sensitivity curves
+# the masking setup shared by every metric
 # ---------------------------------------------------------------------------------------
 @dataclass
-class SensitivityCurve:
-    """Target probability as the masked fraction grows.
+class Masking:
+    """Inputs, targets, replacement values, pixel ranks and masked fractions of a metric.
 
     Attributes:
-        fractions: ``(S,)`` masked fractions (increasing, numpy).
-        probability: ``(N, S)`` target probability per image and fraction.
-        log_odds: ``(N, S)`` log-odds ratio ``logit(p_alpha) - logit(p_0)`` where
-            ``p_0`` is the probability on the unmasked image.
+        inputs: ``(N, C, H, W)`` detached inputs.
+        target: ``(N,)`` class of each input.
+        fill: ``(N, C, H, W)`` replacement values.
+        ranks: ``(N, H*W)`` pixel ranks (0 = most salient).
+        fractions: ``(S,)`` float64 masked fractions (CPU).
+        counts: ``(S,)`` pixels masked at each fraction.
     """
 
-    fractions: np.ndarray
-    probability: np.ndarray
-    log_odds: np.ndarray
+    inputs: Tensor
+    target: Tensor
+    fill: Tensor
+    ranks: Tensor
+    fractions: Tensor
+    counts: Tensor
+
+    def batches(
+        self, images: Tensor, steps: slice, batch_size: int, reveal: bool = False
+    ) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
+        """Yield ``(row, step, images (B, C, H, W))`` chunks of at most ``batch_size``.
+
+        ``row`` indexes ``images`` and ``step`` the fractions of ``steps``. Each image has
+        its top ``count`` pixels replaced by the fill; with ``reveal`` it shows only
+        those pixels, over the fill (an insertion curve).
+        """
+        N, S = images.numel(), self.counts[steps].numel()
+        H, W = self.inputs.shape[2:]
+        rows = torch.arange(N).repeat_interleave(S)
+        stp = torch.arange(S).repeat(N)
+        counts = self.counts[steps].to(self.ranks.device)
+        for start in range(0, N * S, batch_size):
+            r, s = rows[start : start + batch_size], stp[start : start + batch_size]
+            idx = images[r].to(self.inputs.device)
+            top = self.ranks[idx] < counts[s.to(counts.device)][:, None]  # (B, HW)
+            replace = (~top if reveal else top).view(-1, 1, H, W)
+            yield r, s, torch.where(replace, self.fill[idx], self.inputs[idx])
 
 
-def _log_odds(p: Tensor, eps: float = 1e-7) -> Tensor:
-    p = p.clamp(eps, 1 - eps)
-    return torch.log(p) - torch.log1p(-p)
-
-
-@torch.no_grad()
-def sensitivity_curve(
+def prepare_masking(
     forward_func: Callable[..., Tensor],
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetType = None,
-    mask: str = "mean",
-    steps: Steps = None,
+    target: TargetType,
+    mask: str,
+    fractions: Tensor,
     *,
-    apply_softmax: bool = True,
-    pixel_space: PixelSpace = "imagenet",
-    shift: float = 100.0 / 255.0,
-    batch_size: int = 64,
-    seed: Optional[int] = 0,
-) -> SensitivityCurve:
-    """Target probability (and log-odds ratio) as the most salient pixels are masked.
+    pixel_space: PixelSpace,
+    shift: float,
+    batch_size: int,
+    seed: Optional[int],
+) -> Masking:
+    """Validate a metric's arguments once and build its :class:`Masking`.
 
     Args:
-        forward_func: model or function mapping ``(B, C, H, W)`` to ``(B, classes)``.
-        inputs: ``(N, C, H, W)`` inputs.
-        attributions: maps shaped like ``inputs`` or ``(N, 1, H, W)``.
-        target: class whose probability is tracked; default the unmasked prediction.
-        mask: see :func:`key_size`.
-        steps: the masked fractions: an int ``S`` gives ``S`` points from 0 to 1, a
-            sequence gives increasing fractions in ``[0, 1]``; default 21 points
-            ``0, 0.05, ..., 1``.
-        apply_softmax: ``forward_func`` returns logits (``True``) or probabilities.
-        pixel_space, shift, batch_size, seed: see :func:`key_size`.
-
-    Returns:
-        A :class:`SensitivityCurve` (the fraction 0 is always included as the reference
-        for the log-odds ratio).
+        forward_func: the model; it predicts the target when ``target`` is None.
+        fractions: masked fractions, already checked (see :func:`check_steps`).
+        Others: see :func:`captum_leg.evaluation.key_size`.
     """
-    attributions = _check_inputs(inputs, attributions)
-    f = _check_steps(steps, np.linspace(0, 1, 21), start=0.0)
-    _check_batch(batch_size)
-    if f[0] > 0:
-        f = torch.cat([f.new_zeros(1), f])
+    attributions = check_inputs(inputs, attributions)
+    check_batch(batch_size)
     x = inputs.detach()
-    N, C, H, W = x.shape
-    tgt = _targets(target, N, x.device)
+    tgt = _targets(target, x.shape[0], x.device)
     if tgt is None:
         tgt = forward_func(x).argmax(-1)
     fill = mask_fill(x, attributions, mask, pixel_space=pixel_space, shift=shift, seed=seed)
-    ranks = pixel_ranks(attributions, seed)
-    counts = _counts(f, H * W)
-    prob = torch.empty(N, counts.numel(), dtype=torch.float64)
-    for i, s, batch in _masked_batches(x, fill, ranks, counts, batch_size):
-        out = forward_func(batch)
-        p = out.softmax(-1) if apply_softmax else out
-        prob[i, s] = p.gather(1, tgt[i.to(tgt.device)][:, None])[:, 0].double().cpu()
-    lo = _log_odds(prob)
-    return SensitivityCurve(f.numpy(), prob.numpy(), (lo - lo[:, :1]).numpy())
-
-
-def sensitivity_curves(
-    forward_func: Callable[..., Tensor],
-    inputs: Tensor,
-    maps: Mapping[str, Tensor],
-    target: TargetType = None,
-    mask: str = "mean",
-    steps: Steps = None,
-    **kwargs,
-) -> Dict[str, SensitivityCurve]:
-    """:func:`sensitivity_curve` for several methods' maps of the same inputs.
-
-    Args:
-        maps: method name -> attributions.
-        Others: see :func:`sensitivity_curve`.
-
-    Returns:
-        method name -> :class:`SensitivityCurve`.
-    """
-    if not isinstance(maps, Mapping) or not maps:
-        raise TypeError("maps must be a non-empty mapping of method name -> attributions")
-    return {
-        name: sensitivity_curve(forward_func, inputs, a, target, mask, steps, **kwargs)
-        for name, a in maps.items()
-    }
-
-
-def plot_sensitivity(
-    curves: Mapping[str, SensitivityCurve],
-    path: Optional[str] = None,
-    title: Optional[str] = None,
-):
-    """Plot mean target probability and mean log-odds ratio against the masked fraction.
-
-    Args:
-        curves: method name -> :class:`SensitivityCurve`.
-        path: where to save the figure (PNG/PDF/...); ``None`` only returns it.
-        title: figure title.
-
-    Returns:
-        A ``matplotlib.figure.Figure`` that pyplot does not manage: no backend is
-        selected and nothing needs closing (display it in a notebook, or save it).
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
-    axes = fig.subplots(1, 2)
-    for name, c in curves.items():
-        axes[0].plot(c.fractions, c.probability.mean(0), marker=".", label=name)
-        axes[1].plot(c.fractions, c.log_odds.mean(0), marker=".", label=name)
-    axes[0].set(xlabel="fraction of pixels masked", ylabel="target probability (mean)")
-    axes[1].set(xlabel="fraction of pixels masked", ylabel="log-odds ratio (mean)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    return finish_figure(fig, title, path)
-
-
-def finish_figure(fig: Any, title: Optional[str], path: Optional[str]) -> Any:
-    """Title, tight layout, and (when ``path`` is given) save at 120 dpi."""
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    counts = torch.round(fractions * x.shape[2] * x.shape[3]).long()
+    return Masking(x, tgt, fill, pixel_ranks(attributions, seed), fractions, counts)

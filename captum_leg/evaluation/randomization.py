@@ -19,7 +19,6 @@ import torch
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
-from captum_leg.evaluation.masking import finish_figure
 from captum_leg.evaluation.seeding import seeded_global_rng
 
 #: ``explain(model, inputs, target, seed) -> attributions`` shaped like ``inputs``.
@@ -50,10 +49,32 @@ def default_layers(model: nn.Module) -> List[str]:
     For models written in forward order (``nn.Sequential``, torchvision, EfficientNet)
     registration order is the forward order, so this is top-down.
     """
-    names = [n for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+    names = [n for n, m in model.named_modules() if _owns_parameters(m)]
     if not names:
         raise ValueError("model: no module with parameters to randomise")
     return names[::-1]
+
+
+def block_layers(model: nn.Module) -> List[str]:
+    """The model's top-level parameterised children, top (last registered) first.
+
+    A ``nn.ModuleList`` or ``nn.Sequential`` child is expanded into its elements (e.g. one
+    entry per block of a network's block list), so that cascading randomisation
+    (:func:`cascading_randomization`) can re-initialise a network block by block.
+    """
+    names: List[str] = []
+    for name, child in reversed(list(model.named_children())):
+        if isinstance(child, (nn.ModuleList, nn.Sequential)):
+            names += [f"{name}.{n}" for n, c in reversed(list(child.named_children())) if _has_parameters(c)]
+        elif _has_parameters(child):
+            names.append(name)
+    if not names:
+        raise ValueError("model: no module with parameters to randomise")
+    return names
+
+
+def _has_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
 
 
 @torch.no_grad()
@@ -61,14 +82,22 @@ def reinitialize(module: nn.Module, seed: int) -> None:
     """Re-initialise one module's own parameters in place, reproducibly.
 
     Uses ``reset_parameters()`` where the module has one (PyTorch's default init), else
-    draws every own parameter from ``N(0, 0.02^2)``.
+    draws every own parameter from ``N(0, 0.02^2)``. A container without parameters of
+    its own (a block of layers) has every parameterised submodule re-initialised so.
     """
+    owners = [module] if _owns_parameters(module) else [m for m in module.modules() if _owns_parameters(m)]
     with seeded_global_rng(int(seed)):  # reset_parameters draws from the global generators
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-        else:
-            for p in module.parameters(recurse=False):
-                p.normal_(0.0, 0.02)
+        for m in owners:
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+            else:
+                for p in m.parameters(recurse=False):
+                    p.normal_(0.0, 0.02)
+
+
+def _owns_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False))
 
 
 @dataclass
@@ -132,8 +161,9 @@ def cascading_randomization(
         inputs: ``(N, C, H, W)`` inputs on the model's device.
         target: ``(N,)`` classes explained (held fixed while the model is randomised).
         explain: ``explain(model, inputs, target, seed) -> attributions``.
-        layers: module names to randomise, in order (top-down); default
-            :func:`default_layers`.
+        layers: module names to randomise, in order (top-down); a container (e.g. one
+            block of layers) re-initialises all its parameterised submodules at once;
+            default :func:`default_layers`.
         seed: the method's seed for every map compared.
         floor_seed: the second seed of the noise floor.
         init_seed: base seed of the re-initialisations (layer ``l`` uses ``init_seed + l``).
@@ -167,60 +197,3 @@ def cascading_randomization(
     return CascadingResult(
         names, torch.stack(rho), torch.stack(rho_abs), floor, floor_abs, original, maps
     )
-
-
-def plot_cascading(
-    results: dict,
-    path: Optional[str] = None,
-    image: Optional[np.ndarray] = None,
-    title: Optional[str] = None,
-):
-    """Plot mean rank correlation against randomised layers for one or more methods.
-
-    Args:
-        results: method name -> :class:`CascadingResult` (same layers).
-        path: where to save (``None``: only return the figure).
-        image: optional ``(H, W)`` or ``(H, W, 3)`` picture of the first input; then a
-            second row shows each method's map (first image) after every step.
-        title: figure title.
-
-    Returns:
-        A ``matplotlib.figure.Figure`` that pyplot does not manage (no backend is
-        selected, nothing needs closing).
-    """
-    from matplotlib.figure import Figure
-
-    first = next(iter(results.values()))
-    L = len(first.layers)
-    rows = 1 + (len(results) if image is not None else 0)
-    fig = Figure(figsize=(max(8, 1.3 * (L + 2)), 3.6 + 1.5 * (rows - 1)))
-    gs = fig.add_gridspec(rows, L + 1, height_ratios=[2.5] + [1] * (rows - 1))
-    ax = fig.add_subplot(gs[0, :])
-    xs = np.arange(L + 1)
-    for k, (name, r) in enumerate(results.items()):
-        color = f"C{k}"
-        ys = [1.0] + r.spearman_abs.mean(1).tolist()
-        ax.plot(xs, ys, marker="o", color=color, label=f"{name} |map|")
-        ax.plot(xs, [1.0] + r.spearman.mean(1).tolist(), marker="x", ls="--", color=color, label=f"{name} signed")
-        ax.axhline(float(r.noise_floor_abs.mean()), color=color, ls=":", lw=1, label=f"{name} seed-to-seed |map|")
-    ax.set_xticks(xs)
-    ax.set_xticklabels(["original"] + [n if len(n) < 14 else "…" + n[-12:] for n in first.layers], rotation=30, fontsize=7)
-    ax.set_ylabel("Spearman rank correlation")
-    ax.set_xlabel("layers randomised cumulatively (top down)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    if image is not None:
-        for k, (name, r) in enumerate(results.items()):
-            panels = [r.original] + r.maps
-            for j, a in enumerate(panels):
-                axm = fig.add_subplot(gs[1 + k, j])
-                axm.imshow(a[0].abs().mean(0).cpu().numpy(), cmap="viridis")
-                axm.set_xticks([])
-                axm.set_yticks([])
-                if j == 0:
-                    axm.set_ylabel(name, fontsize=7)
-            axm = fig.add_subplot(gs[1 + k, L])
-            axm.imshow(image, cmap="gray" if np.ndim(image) == 2 else None)
-            axm.set_xticks([])
-            axm.set_yticks([])
-    return finish_figure(fig, title, path)
