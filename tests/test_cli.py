@@ -521,8 +521,8 @@ def test_parser_defaults_are_documented():
     # None: LEG's own defaults (the same map as LEG(model).attribute(x, target=c))
     assert args.n_samples is None and args.grid_size is None and args.lam == [0.1]
     assert args.penalty == "none" and args.seed == 0
-    assert (args.estimator, args.sampling, args.target_precision) == ("ridge", "antithetic", None)
-    assert "2000" in p._subparsers._group_actions[0].choices["explain"].format_help()
+    assert (args.estimator, args.sampling, args.target_precision) == ("ridge", "orthogonal", None)
+    assert "1000" in p._subparsers._group_actions[0].choices["explain"].format_help()
     args = p.parse_args(["evaluate", "x", "--out", "o"])
     assert "leg" in args.methods and args.masks == ["mean", "black", "white", "noise", "shift"]
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from captum_leg.cli_checks import UsageError, is_usage_error, option_in_error
-from captum_leg.cli_console import batched
-from captum_leg.cli_failures import FileFailures
-from captum_leg.cli_model import load_model
-from captum_leg.cli_outputs import MapCache, atomic_save, atomic_write, stale, write_map_set, write_table
-from captum_leg.cli_sharding import Shard, pick_device
+from captum_leg.cli.checks import UsageError, is_usage_error, option_in_error
+from captum_leg.cli.console import batched
+from captum_leg.cli.failures import FileFailures
+from captum_leg.cli.model import load_model
+from captum_leg.cli.outputs import MapCache, atomic_save, atomic_write, stale, write_map_set, write_table
+from captum_leg.cli.sharding import Shard, pick_device
 
 
 def _leftovers(folder: Path) -> list:

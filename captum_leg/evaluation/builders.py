@@ -3,7 +3,7 @@
 Costs per image, in forward-equivalents (a backward pass counts 2, see
 :data:`~captum_leg.evaluation.method_spec.GRAD_COST`):
 
-* LEG family: antithetic pairs (the default) spend ``C * n`` forwards (``n`` per channel,
+* LEG family: pairs (the default) spend ``C * n`` forwards (``n`` per channel,
   ``budget // C`` rounded down to even); Gaussian sampling ``C * n + 1``. The gradient
   path spends one forward + backward per perturbation: ``3 C n``.
 * Lime, KernelShap: ``n_samples = budget`` forwards on the grid feature mask; feature
@@ -19,7 +19,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from captum_leg.attribution import DEFAULT_SAMPLING
+from captum_leg.sampling import PAIRED_SCHEMES
+from captum_leg.settings import DEFAULTS
 from captum_leg.evaluation.method_spec import (
     GRAD_COST,
     MethodOptions,
@@ -58,13 +59,13 @@ def _leg_settings(name: str, budget: int, opts: MethodOptions, overrides: Dict[s
         if key in locked and value != overrides[key]:
             raise ValueError(f"leg_kwargs: {name} sets {key}={overrides[key]!r}, got {key}={value!r}")
         kw[key] = value
-    # Antithetic pairs (the default) need no f(x0) but an even n per channel.
-    pairs = kw.get("sampling", DEFAULT_SAMPLING) == "antithetic"
+    # Pairs (the default) need no f(x0) but an even n per channel.
+    pairs = kw.get("sampling", DEFAULTS.sampling) in PAIRED_SCHEMES
     n = budget // unit_cost // C // 2 * 2 if pairs else (budget - 1) // unit_cost // C
     if n < 1:
         raise ValueError(
             f"budget {budget} is too small for {name}: it buys no "
-            f"{'antithetic pair' if pairs else 'perturbation'} per channel"
+            f"{'pair' if pairs else 'perturbation'} per channel"
         )
     kw["n_samples"] = n
     return kw, unit_cost * C * n + (0 if pairs else 1)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from captum_leg.attribution import DEFAULT_LAM, DEFAULT_NOISE_LEVEL
+from captum_leg.settings import DEFAULT_LAM, DEFAULTS
 from captum_leg.evaluation.seeding import seeded_global_rng
 from captum_leg.grid import cell_index
 
@@ -77,7 +77,7 @@ class MethodOptions:
     """
 
     channels: int = 3
-    noise_level: Any = DEFAULT_NOISE_LEVEL
+    noise_level: Any = DEFAULTS.noise_level
     grid_size: Optional[int] = None
     lam: float = DEFAULT_LAM
     feature_grid: int = DEFAULT_FEATURE_GRID

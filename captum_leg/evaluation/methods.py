@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from torch import nn
 
-from captum_leg.attribution import DEFAULT_LAM, DEFAULT_NOISE_LEVEL
+from captum_leg.settings import DEFAULT_LAM, DEFAULTS
 from captum_leg.evaluation import builders as b
 from captum_leg.evaluation.method_spec import (
     DEFAULT_BATCH,
@@ -127,7 +127,7 @@ def build_method(
     budget: int,
     *,
     channels: int = 3,
-    noise_level: float = DEFAULT_NOISE_LEVEL,
+    noise_level: float = DEFAULTS.noise_level,
     grid_size: Optional[int] = None,
     lam: float = DEFAULT_LAM,
     feature_grid: int = DEFAULT_FEATURE_GRID,

@@ -14,7 +14,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import torch
 
-from captum_leg.cli_checks import UsageError
+from captum_leg.cli.checks import UsageError
 
 Item = TypeVar("Item")
 

@@ -1,5 +1,5 @@
 """The model a ``captum-leg`` command explains: the built-in EfficientNet-Lite0 or the
-user's ``--model MODULE:CALLABLE`` (the contract is in :data:`captum_leg.cli_options.MODEL_HELP`)."""
+user's ``--model MODULE:CALLABLE`` (the contract is in :data:`captum_leg.cli.options.MODEL_HELP`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional, cast
 import torch
 from torch import Tensor, nn
 
-from captum_leg.cli_checks import UsageError
+from captum_leg.cli.checks import UsageError
 
 Model = Callable[..., Tensor]
 

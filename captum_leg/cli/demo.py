@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from captum_leg.cli_console import log
-from captum_leg.cli_images import saliency_picture, unit_image
-from captum_leg.cli_options import size_options
-from captum_leg.cli_outputs import FigureSaver, save_figure
-from captum_leg.cli_sharding import device_and_shard
+from captum_leg.cli.console import log
+from captum_leg.cli.images import saliency_picture, unit_image
+from captum_leg.cli.options import size_options
+from captum_leg.cli.outputs import FigureSaver, save_figure
+from captum_leg.cli.sharding import device_and_shard
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-from captum_leg.cli_failures import BROKEN_MODEL_FAILURES
+from captum_leg.cli.failures import BROKEN_MODEL_FAILURES
 
 MODEL_HELP = """\
 model contract (--model MODULE:CALLABLE):
@@ -69,7 +69,7 @@ def build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argumen
 
 
 def _demo_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    from captum_leg.attribution import DEFAULT_N_SAMPLES
+    from captum_leg.settings import DEFAULTS
 
     d = sub.add_parser(
         "demo", help="explain a cat photo with EfficientNet-Lite0 and write a picture", formatter_class=_FORMATTER,
@@ -77,7 +77,7 @@ def _demo_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         "(|LEG / standard error|) and LEG-TV (lam 0.1, 0.3).",
         epilog="example:\n  captum-leg demo --out chelsea.png")
     d.add_argument("--out", required=True, metavar="FILE.png", help="picture to write")
-    d.add_argument("--n-samples", type=int, default=None, metavar="N", help=f"perturbations per channel (default: LEG's, {DEFAULT_N_SAMPLES})")
+    d.add_argument("--n-samples", type=int, default=None, metavar="N", help=f"perturbations per channel (default: LEG's, {DEFAULTS.samples})")
     d.add_argument("--grid-size", type=int, default=None, metavar="K", help="cells per side (default: LEG's, 14)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--perturbations-per-eval", type=int, default=None, metavar="P", help="perturbed images per forward pass (default: LEG's)")
@@ -106,7 +106,7 @@ def _explain_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def _evaluate_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
     v = sub.add_parser(
         "evaluate", help="key-size table and sensitivity plot for LEG and Captum methods", formatter_class=_FORMATTER,
-        description="Compute maps of several methods at one forward-pass budget (3N per image with antithetic pairs, 3N+1 gaussian, N = "
+        description="Compute maps of several methods at one forward-pass budget (3N per image with pairs, 3N+1 gaussian, N = "
         "--n-samples), then the key size (smallest fraction of most-salient pixels whose masking "
         "changes the prediction) per method and mask, and the sensitivity curve. Writes key_size.csv/.md, "
         "key_size_wide.md, key_size_per_image.csv, sensitivity.png/.npz, timings.csv and caches maps "
@@ -131,7 +131,7 @@ def _evaluate_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
 
 
 def _sanity_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    from captum_leg.attribution import DEFAULT_LAM, DEFAULT_SOLVER
+    from captum_leg.settings import DEFAULT_LAM, DEFAULT_SOLVER
 
     s = sub.add_parser(
         "sanity", help="cascading-randomisation sanity check on a small digits CNN", formatter_class=_FORMATTER,
@@ -160,7 +160,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 class _Given(argparse.Action):
     """Stores the value as "store" does and notes that the option was given: an option
-    that would change nothing is an error (see :func:`captum_leg.cli_checks.check_args`)."""
+    that would change nothing is an error (see :func:`captum_leg.cli.checks.check_args`)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Union[str, Sequence[Any], None], option_string: Optional[str] = None) -> None:
@@ -169,17 +169,17 @@ class _Given(argparse.Action):
 
 
 def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None, evaluate: bool = False) -> None:
-    from captum_leg.attribution import (DEFAULT_ESTIMATOR, DEFAULT_N_SAMPLES, DEFAULT_NOISE_LEVEL, DEFAULT_SAMPLING,
-                                        UNIT_NOISE_LEVEL)
     from captum_leg.estimators import estimator_names
+    from captum_leg.sampling import SAMPLING_SCHEMES
+    from captum_leg.settings import DEFAULT_GRID_CELLS, DEFAULTS, UNIT_NOISE_LEVEL
 
-    n_text = n_default if n_default is not None else f"{DEFAULT_N_SAMPLES}, LEG's own"
+    n_text = n_default if n_default is not None else "the estimator's own: 1000, 332 for gradient"
     g = p.add_argument_group("LEG")
-    g.add_argument("--n-samples", type=int, default=n_default, metavar="N", help=f"perturbations per input channel; cost 3N forwards per RGB image with antithetic pairs, 3N+1 with gaussian sampling (default {n_text})")
-    g.add_argument("--noise-level", type=float, default=None, metavar="S", action=_Given, help=f"noise scale in input units (default {DEFAULT_NOISE_LEVEL} for imagenet inputs, {UNIT_NOISE_LEVEL} for unit)")
-    g.add_argument("--grid-size", type=int, default=None, metavar="K", action=_Given, help="perturbation grid K x K cells (default 14, LEG's own)")
-    g.add_argument("--estimator", choices=estimator_names(), default=DEFAULT_ESTIMATOR, action=_Given, help=f"how cell gradients are estimated (default {DEFAULT_ESTIMATOR})")
-    g.add_argument("--sampling", choices=("antithetic", "gaussian"), default=DEFAULT_SAMPLING, help=f"perturbation scheme (default {DEFAULT_SAMPLING})")
+    g.add_argument("--n-samples", type=int, default=n_default, metavar="N", help=f"perturbations per input channel; cost 3N forwards per RGB image with pairs (orthogonal, antithetic), 3N+1 with gaussian sampling (default {n_text})")
+    g.add_argument("--noise-level", type=float, default=None, metavar="S", action=_Given, help=f"noise scale in input units (default {DEFAULTS.noise_level} for imagenet inputs, {UNIT_NOISE_LEVEL} for unit)")
+    g.add_argument("--grid-size", type=int, default=None, metavar="K", action=_Given, help=f"perturbation grid K x K cells (default {DEFAULT_GRID_CELLS}, LEG's own)")
+    g.add_argument("--estimator", choices=estimator_names(), default=DEFAULTS.estimator, action=_Given, help=f"how cell gradients are estimated (default {DEFAULTS.estimator})")
+    g.add_argument("--sampling", choices=SAMPLING_SCHEMES, default=DEFAULTS.sampling, help=f"perturbation scheme (default {DEFAULTS.sampling})")
     if not evaluate:  # evaluate makes one map per method at a fixed budget
         g.add_argument("--target-precision", type=float, default=None, metavar="R", help="sample in rounds until the relative standard error is at most R (N is then the cap)")
         g.add_argument("--penalty", choices=("none", "tv"), default="none", help="'tv' gives LEG-TV (default none: plain LEG)")
@@ -190,7 +190,7 @@ def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None, e
 
 
 def _add_tv_args(g: argparse._ArgumentGroup, evaluate: bool) -> None:
-    from captum_leg.attribution import DEFAULT_LAM, DEFAULT_SOLVER
+    from captum_leg.settings import DEFAULT_LAM, DEFAULT_SOLVER
 
     if evaluate:
         lam_help = f"LEG-TV sparsity level in (0, 1), with leg-tv in --methods (default {DEFAULT_LAM})"
@@ -223,6 +223,6 @@ def noise_level(args: argparse.Namespace) -> float:
     """``--noise-level``, or LEG's default for the inputs' ``--normalize``."""
     if args.noise_level is not None:
         return float(args.noise_level)
-    from captum_leg.attribution import DEFAULT_NOISE_LEVEL, UNIT_NOISE_LEVEL
+    from captum_leg.settings import DEFAULTS, UNIT_NOISE_LEVEL
 
-    return DEFAULT_NOISE_LEVEL if args.normalize == "imagenet" else UNIT_NOISE_LEVEL
+    return DEFAULTS.noise_level if args.normalize == "imagenet" else UNIT_NOISE_LEVEL

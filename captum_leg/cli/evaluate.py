@@ -1,9 +1,9 @@
 """``captum-leg evaluate``: maps of several methods at one forward-pass budget, their key
 sizes per mask and their sensitivity curves.
 
-Maps are cached per method and settings (:class:`captum_leg.cli_outputs.MapCache`), so
+Maps are cached per method and settings (:class:`captum_leg.cli.outputs.MapCache`), so
 a rerun reuses them; an image that cannot be read, or that the model or a method fails
-on, is skipped and reported (:mod:`captum_leg.cli_failures`).
+on, is skipped and reported (:mod:`captum_leg.cli.failures`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from captum_leg.cli_checks import UsageError, is_usage_error
-from captum_leg.cli_console import batched, log, progress
-from captum_leg.cli_failures import FileFailures
-from captum_leg.cli_images import collect_images, model_inputs, output_names, read_images
-from captum_leg.cli_model import Model, load_model
-from captum_leg.cli_options import noise_level
-from captum_leg.cli_outputs import FigureSaver, MapCache, atomic_save, atomic_write, save_figure, write_table
-from captum_leg.cli_sharding import device_and_shard
+from captum_leg.cli.checks import UsageError, is_usage_error
+from captum_leg.cli.console import batched, log, progress
+from captum_leg.cli.failures import FileFailures
+from captum_leg.cli.images import collect_images, model_inputs, output_names, read_images
+from captum_leg.cli.model import Model, load_model
+from captum_leg.cli.options import noise_level
+from captum_leg.cli.outputs import FigureSaver, MapCache, atomic_save, atomic_write, save_figure, write_table
+from captum_leg.cli.sharding import device_and_shard
 
 if TYPE_CHECKING:
     from captum_leg.evaluation import MethodSpec

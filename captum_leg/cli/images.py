@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_leg.cli_failures import FileFailures
+from captum_leg.cli.failures import FileFailures
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

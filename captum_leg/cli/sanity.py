@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, cast
 import torch
 from torch import Tensor, nn
 
-from captum_leg.cli_console import log
-from captum_leg.cli_outputs import FigureSaver, save_figure, write_table
+from captum_leg.cli.console import log
+from captum_leg.cli.outputs import FigureSaver, save_figure, write_table
 
 if TYPE_CHECKING:
     from captum_leg.evaluation import CascadingResult

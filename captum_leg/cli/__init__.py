@@ -4,16 +4,16 @@ This module is the entry point (``captum-leg`` and ``python -m captum_leg.cli``)
 parses the command line, runs the command and turns errors into exit statuses. The
 rooms behind it:
 
-- :mod:`captum_leg.cli_options`: the commands, their options and help texts;
-- :mod:`captum_leg.cli_checks`: bad option values, reported as argparse does;
-- :mod:`captum_leg.cli_demo`, :mod:`~captum_leg.cli_explain`,
-  :mod:`~captum_leg.cli_evaluate`, :mod:`~captum_leg.cli_sanity`: one per command;
-- :mod:`captum_leg.cli_images`: finding and reading input images, pictures of maps;
-- :mod:`captum_leg.cli_failures`: per-file failures of the batch commands;
-- :mod:`captum_leg.cli_outputs`: atomic writes, settings beside each map, the map cache;
-- :mod:`captum_leg.cli_sharding`: torchrun's share of the images and device per process;
-- :mod:`captum_leg.cli_model`: the built-in model or ``--model MODULE:CALLABLE``;
-- :mod:`captum_leg.cli_console`: log lines and progress bars.
+- :mod:`captum_leg.cli.options`: the commands, their options and help texts;
+- :mod:`captum_leg.cli.checks`: bad option values, reported as argparse does;
+- :mod:`captum_leg.cli.demo`, :mod:`~captum_leg.cli.explain`,
+  :mod:`~captum_leg.cli.evaluate`, :mod:`~captum_leg.cli.sanity`: one per command;
+- :mod:`captum_leg.cli.images`: finding and reading input images, pictures of maps;
+- :mod:`captum_leg.cli.failures`: per-file failures of the batch commands;
+- :mod:`captum_leg.cli.outputs`: atomic writes, settings beside each map, the map cache;
+- :mod:`captum_leg.cli.sharding`: torchrun's share of the images and device per process;
+- :mod:`captum_leg.cli.model`: the built-in model or ``--model MODULE:CALLABLE``;
+- :mod:`captum_leg.cli.console`: log lines and progress bars.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ import argparse
 import sys
 from typing import Callable, Dict, Optional, Sequence
 
-from captum_leg import cli_demo, cli_evaluate, cli_explain, cli_sanity
-from captum_leg.cli_checks import UsageError, check_args, option_in_error
-from captum_leg.cli_images import collect_images, load_image, output_names, to_model_input
-from captum_leg.cli_model import load_model
-from captum_leg.cli_options import EPILOG, MODEL_HELP, build_parser, build_parsers
-from captum_leg.cli_outputs import FigureSaver
-from captum_leg.cli_outputs import atomic_save as _atomic_save  # noqa: F401  (tests write through it)
-from captum_leg.cli_outputs import save_figure as _save_figure
-from captum_leg.cli_sharding import pick_device
+from captum_leg.cli import demo as cli_demo, evaluate as cli_evaluate, explain as cli_explain, sanity as cli_sanity
+from captum_leg.cli.checks import UsageError, check_args, option_in_error
+from captum_leg.cli.images import collect_images, load_image, output_names, to_model_input
+from captum_leg.cli.model import load_model
+from captum_leg.cli.options import EPILOG, MODEL_HELP, build_parser, build_parsers
+from captum_leg.cli.outputs import FigureSaver
+from captum_leg.cli.outputs import atomic_save as _atomic_save  # noqa: F401  (tests write through it)
+from captum_leg.cli.outputs import save_figure as _save_figure
+from captum_leg.cli.sharding import pick_device
 
 __all__ = [
     "EPILOG", "MODEL_HELP", "UsageError", "build_parser", "check_args", "collect_images", "load_image",
@@ -73,6 +73,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     return 0  # not reached: usage.error exits
 
-
-if __name__ == "__main__":
-    sys.exit(main())

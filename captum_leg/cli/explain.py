@@ -1,8 +1,8 @@
 """``captum-leg explain``: a LEG (or LEG-TV) map, its picture and its settings per image.
 
 Resumable (an image whose outputs match the run's settings is skipped), one bad file
-costs only itself (:mod:`captum_leg.cli_failures`), and under torchrun each process
-explains its share of the images (:mod:`captum_leg.cli_sharding`).
+costs only itself (:mod:`captum_leg.cli.failures`), and under torchrun each process
+explains its share of the images (:mod:`captum_leg.cli.sharding`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_leg.cli_checks import check_target, is_usage_error
-from captum_leg.cli_console import batched, log, progress
-from captum_leg.cli_failures import FileFailures
-from captum_leg.cli_images import collect_images, model_inputs, output_names, read_images, saliency_picture, unit_image
-from captum_leg.cli_model import Model, load_model
-from captum_leg.cli_options import leg_options, noise_level
-from captum_leg.cli_outputs import FigureSaver, file_sha1, save_figure, stale, write_map_set
-from captum_leg.cli_sharding import Shard, device_and_shard
+from captum_leg.cli.checks import check_target, is_usage_error
+from captum_leg.cli.console import batched, log, progress
+from captum_leg.cli.failures import FileFailures
+from captum_leg.cli.images import collect_images, model_inputs, output_names, read_images, saliency_picture, unit_image
+from captum_leg.cli.model import Model, load_model
+from captum_leg.cli.options import leg_options, noise_level
+from captum_leg.cli.outputs import FigureSaver, file_sha1, save_figure, stale, write_map_set
+from captum_leg.cli.sharding import Shard, device_and_shard
 
 #: One explained image: its class, the array stored (``NAME.npy``) and the maps pictured.
 Explained = Tuple[int, np.ndarray, Dict[str, np.ndarray]]
