@@ -19,12 +19,15 @@ the mean over images of
   true relative error ``rel_c`` of the per-channel maps it predicts.
 
     python benchmarks/precision.py --references PATH.npz --images dogcat,shark
-    python benchmarks/precision.py --references PATH.npz --images all --budgets 2000 \
-        --schemes antithetic --estimators ridge --out docs/results/precision/default
+    python benchmarks/precision.py --references PATH.npz --images all --budgets 250,500,1000,2000 \
+        --schemes orthogonal --estimators ridge,ridge-white,ridge-evidence,least_squares,moment \
+        --gradient-budgets 332 --out docs/results/precision/orthogonal_all20
 
-CPU cost: one budget-``n`` run costs ``3 n`` forward passes per image and scheme (about
-4 to 6 minutes per image at n = 2000 on two cores); the defaults (two images, budgets up
-to 500) take a few minutes.
+Estimators are registered names or the ridge variants of :data:`VARIANTS`
+("ridge-evidence" is captum-leg 0.1's default estimator). CPU cost: one budget-``n`` run
+costs ``3 n`` forward passes per image and scheme (about 3 minutes per image at
+n = 2000 on two cores); a gradient budget ``n`` costs ``3 n`` forward and backward passes;
+the defaults (two images, budgets up to 500) take a few minutes.
 """
 
 from __future__ import annotations
@@ -40,15 +43,30 @@ import numpy as np
 import torch
 
 from captum_leg import LEG
-from captum_leg.estimators import Estimate, Estimator, get_estimator
+from captum_leg.estimators import (
+    Accumulator,
+    Estimate,
+    Estimator,
+    GroupContext,
+    RidgeEstimator,
+    resolve_estimator,
+)
 from captum_leg.models import load_efficientnet_lite0
-from captum_leg.run import relative_standard_error
+from captum_leg.run import estimate_groups, relative_standard_error
+
+#: Estimators by label: every registered name, and ridge variants (old and new).
+VARIANTS = {
+    "ridge-evidence": RidgeEstimator(penalty="evidence", envelope=False),  # captum-leg 0.1's default
+    "ridge-white": RidgeEstimator(envelope=False),
+}
 
 
-class _Recorder(Estimator):
+def estimator(label: str) -> Estimator:
+    return VARIANTS[label] if label in VARIANTS else resolve_estimator(label)
+
+
+class _Recorder(Accumulator):
     """Keeps every unit's features and responses; estimates nothing."""
-
-    name = "record"
 
     def __init__(self, group, n_examples, centered, track_error):  # type: ignore[no-untyped-def]
         super().__init__(group, n_examples, centered, track_error)
@@ -60,40 +78,50 @@ class _Recorder(Estimator):
         self.responses.append(responses)
         self.units += features.shape[0]
 
-    def estimate(self, replay=None) -> Estimate:  # type: ignore[no-untyped-def]
-        return Estimate(torch.zeros(self.n_examples, self.group.p, dtype=self.group.dtype))
+
+class _Recording(Estimator):
+    name = "record"
+
+    def __init__(self) -> None:
+        self.accumulators: List[_Recorder] = []
+
+    def accumulator(self, group, n_examples, centered, track_error):  # type: ignore[no-untyped-def]
+        acc = _Recorder(group, n_examples, centered, track_error)
+        self.accumulators.append(acc)
+        return acc
+
+    def estimate(self, accumulators, contexts):  # type: ignore[no-untyped-def]
+        return [Estimate(torch.zeros(a.n_examples, a.group.p, dtype=a.group.dtype)) for a in accumulators]
 
 
 def record_run(model, x, target, grid, n, scheme, perturb, seed):  # type: ignore[no-untyped-def]
-    """One sampling pass as ``attribute`` makes it; returns the plan and per-group data."""
+    """One sampling pass as ``attribute`` makes it; returns the call and per-group data."""
+    from captum_leg.settings import LEGSettings
+
     leg = LEG(model)
-    recorders: List[_Recorder] = []
-
-    class Capture(_Recorder):
-        def __init__(self, *a, **k):  # type: ignore[no-untyped-def]
-            super().__init__(*a, **k)
-            recorders.append(self)
-
-    call = leg._prepare(
-        x, target, None, tv=False, n_samples=n, grid_size=grid, sampling=scheme,
-        perturb=perturb, seed=seed, estimator="moment",
-    )
-    call.sampling = dataclasses.replace(call.sampling, estimator=Capture)
+    recording = _Recording()
+    settings = LEGSettings(n_samples=n, grid_size=grid, sampling=scheme, perturb=perturb, seed=seed)
+    call = leg._prepare(x, target, None, settings, None)
+    call.sampling = dataclasses.replace(call.sampling, estimator=recording)
     t0 = time.perf_counter()
     leg._sample(call, track_error=False)
     seconds = time.perf_counter() - t0
-    data = [(torch.cat(r.features), torch.cat(r.responses)) for r in recorders]
+    data = [(torch.cat(r.features), torch.cat(r.responses)) for r in recording.accumulators]
     return call, data, seconds
 
 
-def evaluate(call, data, estimator: str, units: int, antithetic: bool) -> Tuple[np.ndarray, np.ndarray, float]:  # type: ignore[no-untyped-def]
+def evaluate(call, data, label: str, units: int, scheme: str) -> Tuple[np.ndarray, np.ndarray, float]:  # type: ignore[no-untyped-def]
     """Per-channel maps and standard errors ``(C, k, k)`` from the first ``units`` units."""
-    cls = get_estimator(estimator)
-    estimates = []
-    for group, (feats, resp) in zip(call.plan.groups, data):
-        est = cls(group, 1, not antithetic, True)
-        est.update(feats[:units], resp[:units])
-        estimates.append(est.estimate(lambda f=feats: iter([f[:units]])))
+    est = estimator(label)
+    paired = scheme != "gaussian"
+    accs, contexts = [], []
+    for group, refs, (feats, resp) in zip(call.plan.groups, call.plan.members, data):
+        acc = est.for_group(group).accumulator(group, 1, not paired, True)
+        acc.update(feats[:units], resp[:units])
+        accs.append(acc)
+        contexts.append(GroupContext(group, tuple(r.input_index for r in refs),
+                                     lambda f=feats: iter([f[:units]]), scheme == "orthogonal"))
+    estimates = estimate_groups(est, accs, contexts)
     rse = float(relative_standard_error(estimates)[0])
     maps = [m[0].numpy() for m in _maps(call, estimates, "coef")]
     ses = [m[0].numpy() for m in _maps(call, estimates, "standard_error")]
@@ -122,8 +150,11 @@ def main() -> None:
     ap.add_argument("--images", default="dogcat,shark", help="comma-separated names, or 'all'")
     ap.add_argument("--grid", type=int, default=14)
     ap.add_argument("--budgets", default="100,250,500", help="samples per channel, comma-separated")
-    ap.add_argument("--schemes", default="antithetic,gaussian")
-    ap.add_argument("--estimators", default="ridge,least_squares,moment")
+    ap.add_argument("--schemes", default="orthogonal,antithetic")
+    ap.add_argument("--estimators", default="ridge,ridge-evidence,moment",
+                    help=f"registered names or variants {sorted(VARIANTS)}")
+    ap.add_argument("--gradient-budgets", default="",
+                    help="samples per channel for estimator='gradient' (autograd; forward+backward passes), comma-separated")
     ap.add_argument("--perturb", default="channel", choices=["channel", "joint"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for results.csv and results.md")
@@ -159,18 +190,18 @@ def main() -> None:
         target = int(refs[f"{name}__target"])
         truth = refs[f"{name}__k{args.grid}__{ref_key}"]
         for scheme in args.schemes.split(","):
-            antithetic = scheme == "antithetic"
+            paired = scheme != "gaussian"
             call, data, seconds = record_run(model, x, target, args.grid, budgets[-1], scheme, args.perturb, args.seed)
             for n in budgets:
-                units = n // 2 if antithetic else n
+                units = n // 2 if paired else n
                 for est in args.estimators.split(","):
-                    if units < get_estimator(est).min_units(call.plan.groups[0], not antithetic):
+                    if units < estimator(est).min_units(call.plan.groups[0], not paired):
                         continue  # least squares needs more samples than cells
-                    maps, ses, rse = evaluate(call, data, est, units, antithetic)
+                    maps, ses, rse = evaluate(call, data, est, units, scheme)
                     z = (maps - truth) / ses
                     rows.append(dict(
                         image=name, scheme=scheme, estimator=est, n=n,
-                        forward_passes=len(data) * n + (0 if antithetic else 1),
+                        forward_passes=len(data) * n + (0 if paired else 1),
                         rel=float(np.linalg.norm(maps.sum(0) - truth.sum(0)) / np.linalg.norm(truth.sum(0))),
                         corr=corr(maps.sum(0), truth.sum(0)),
                         rel_c=float(np.linalg.norm(maps - truth) / np.linalg.norm(truth)),
@@ -179,9 +210,35 @@ def main() -> None:
                         seconds=seconds * n / budgets[-1],
                     ))
             print(f"{name} {scheme}: {seconds:.0f} s for n = {budgets[-1]}", flush=True)
+        for n in [int(b) for b in args.gradient_budgets.split(",") if b]:
+            rows.append(gradient_row(model, x, target, truth, name, n, args))
         if out:  # after every image, so a long run can be read (or resumed by hand) midway
             write(out, rows)
     print(summarise(rows))
+
+
+def gradient_row(model, x, target, truth, name, n, args) -> Dict[str, object]:  # type: ignore[no-untyped-def]
+    """The gradient path (autograd) at ``n`` samples per channel, orthogonal pairs."""
+    leg = LEG(model)
+    t0 = time.perf_counter()
+    with torch.enable_grad():
+        attr, se = leg.attribute(x, target=target, estimator="gradient", n_samples=n, grid_size=args.grid,
+                                 perturb=args.perturb, seed=args.seed, return_standard_error=True)
+    seconds = time.perf_counter() - t0
+    k = args.grid
+    r = x.shape[-1] // k  # the references' grids divide 224
+    maps = attr[0].double().reshape(-1, k, r, k, r).sum((2, 4)).numpy()
+    ses = (se[0].double().reshape(-1, k, r, k, r)[:, :, 0, :, 0] * r * r).numpy()
+    z = (maps - truth) / ses
+    return dict(
+        image=name, scheme="orthogonal", estimator="gradient", n=n,
+        forward_passes=leg.last_run.forward_passes,  # as many backward passes
+        rel=float(np.linalg.norm(maps.sum(0) - truth.sum(0)) / np.linalg.norm(truth.sum(0))),
+        corr=corr(maps.sum(0), truth.sum(0)),
+        rel_c=float(np.linalg.norm(maps - truth) / np.linalg.norm(truth)),
+        rse=float(leg.last_run.relative_standard_error[0]), z_rms=float(np.sqrt(np.mean(z**2))),
+        cover=float(np.mean(np.abs(z) <= 2)), seconds=seconds,
+    )
 
 
 def _typed(row: Dict[str, str]) -> Dict[str, object]:

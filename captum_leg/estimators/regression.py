@@ -113,7 +113,7 @@ class GramAccumulator(Accumulator):
     def standard_error(self, fit: SpectralFit, replay: Optional[Replay]) -> Tensor:
         """Robust (sandwich) standard errors of the fitted smoother, plus the prior bias spread."""
         design = None if fit.rows is not None else self.design_rows(replay)
-        return fit.robust_se(self.responses(), design, self.dof)
+        return fit.robust_se(self.responses(), design)
 
 
 class _RegressionEstimator(Estimator):
@@ -134,7 +134,7 @@ class _RegressionEstimator(Estimator):
 class LeastSquaresEstimator(_RegressionEstimator):
     """Ordinary least squares of the responses on the perturbations (with an intercept
     for Gaussian sampling). Needs more units than cells; exact for linear models.
-    Standard errors: heteroskedasticity-robust (HC1) sandwich."""
+    Standard errors: heteroskedasticity-robust (HC2) sandwich."""
 
     name = "least_squares"
 

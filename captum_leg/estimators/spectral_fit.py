@@ -33,6 +33,8 @@ _GCV_PER_DECADE = 8
 _CHUNK = 8
 # GCV values within this share of the minimum count as equal (see _vertex).
 _FLAT = 1e-7
+# Smallest 1 - H_ii in the leverage-scaled residuals (a unit the fit reproduces exactly).
+_MIN_FREE = 1e-6
 # Eigenvalues below this share of the largest carry no direction.
 _RANK_TOL = 1e-10
 
@@ -44,7 +46,11 @@ class SpectralFit:
     Attributes:
         coef: ``(N, P)`` estimates of ``beta``.
         posterior_var: ``(N, P)`` model-based posterior variances of ``beta``.
-        tau2: ``(N,)`` the prior's variance ``tau^2`` (0 without a prior).
+        tau2: ``(N,)`` the prior's variance ``tau^2`` at the chosen penalty (0 without a
+            prior).
+        prior_var: ``(N,)`` ``tau^2`` for the standard error: its posterior mean under the
+            marginal likelihood, which, unlike the point value, does not collapse to 0
+            when the data cannot yet tell signal from noise.
         scales: ``(N, P)`` the prior's shape ``v`` (ones for a white prior).
         directions: ``(N, P, r)`` orthonormal directions ``W`` (zero columns unused).
         d: ``(N, r)`` their eigenvalues (0 for unused columns).
@@ -52,53 +58,62 @@ class SpectralFit:
         hc: ``(N, r)`` ``gamma``'s coordinates along them, ``h c``.
         rows: ``(n, N, r)`` the design's coordinates ``X' W`` (dual form), or None: the
             primal form reads them from the replayed design.
+        free: ``(n, N)`` one minus each unit's leverage (dual form, where it is computed
+            without cancellation), or None.
     """
 
     coef: Tensor
     posterior_var: Tensor
     tau2: Tensor
+    prior_var: Tensor
     scales: Tensor
     directions: Tensor
     d: Tensor
     h: Tensor
     hc: Tensor
     rows: Optional[Tensor] = None
+    free: Optional[Tensor] = None
 
-    def robust_se(self, y: Tensor, design: Optional[Iterable[Tensor]], dof: int) -> Tensor:
+    def robust_se(self, y: Tensor, design: Optional[Iterable[Tensor]]) -> Tensor:
         """Sandwich standard errors plus the spread of the prior's shrinkage bias.
 
-        ``Var(gamma) = M diag(e^2) M^T + tau^2 (I - H)^2`` with ``M = W diag(h) W^T X'^T``
-        the map from responses to ``gamma``, ``e`` the residuals (heteroskedasticity-
-        robust, HC1-scaled by the effective degrees of freedom) and ``H = W diag(d h) W^T``;
-        ``beta``'s error is ``sqrt(v)`` times ``gamma``'s.
+        ``Var(gamma) = M diag(e~^2) M^T + tau^2 (I - H)^2`` with ``M = W diag(h) W^T X'^T``
+        the map from responses to ``gamma``, ``H = W diag(d h) W^T`` and ``e~`` the
+        residuals scaled for their leverage, ``e_i / sqrt(1 - H_ii)`` (the HC2 form of the
+        heteroskedasticity-robust sandwich, unbiased under constant noise). ``tau^2`` is
+        :attr:`prior_var`. ``beta``'s error is ``sqrt(v)`` times ``gamma``'s.
 
         Args:
             y: ``(n, N)`` responses (centred with an intercept).
             design: the design's rows in chunks (primal form), None in the dual form.
-            dof: units, less one with an intercept.
         """
         sv = self.scales.sqrt()
         meat = torch.zeros_like(self.coef)
-        chunks = [(self.rows, y)] if self.rows is not None else _with_rows(design, y, sv, self.directions)
-        for rows, y_chunk in chunks:  # rows (k, N, r)
-            resid = y_chunk - (rows * self.hc).sum(-1)  # (k, N)
+        if self.rows is not None:
+            chunks: Iterable[Tuple[Tensor, Tensor, Tensor]] = [(self.rows, y, self.free)]  # type: ignore[list-item]
+        else:
+            chunks = _with_rows(design, y, sv, self.directions, self.h)
+        for rows, y_chunk, free in chunks:  # rows (k, N, r), free (k, N)
+            resid = (y_chunk - (rows * self.hc).sum(-1)) / free.clamp_min(_MIN_FREE).sqrt()
             infl = torch.einsum("knr,nr,npr->knp", rows, self.h, self.directions)  # rows of M^T
             meat += ((resid**2)[..., None] * infl**2).sum(0)
-        df = (self.d * self.h).sum(-1)
-        meat = meat * (dof / (dof - df).clamp_min(1.0))[:, None]
         w2 = self.directions**2
         outside = (1 - w2.sum(-1)).clamp_min(0)  # directions without data keep the prior
-        bias = self.tau2[:, None] * (w2 @ ((1 - self.d * self.h) ** 2)[..., None])[..., 0] + self.tau2[:, None] * outside
+        prior = self.prior_var[:, None]
+        bias = prior * (w2 @ ((1 - self.d * self.h) ** 2)[..., None])[..., 0] + prior * outside
         return sv * (meat + bias).sqrt()
 
 
-def _with_rows(design: Optional[Iterable[Tensor]], y: Tensor, sv: Tensor, directions: Tensor) -> Iterable[Tuple[Tensor, Tensor]]:
+def _with_rows(
+    design: Optional[Iterable[Tensor]], y: Tensor, sv: Tensor, directions: Tensor, h: Tensor
+) -> Iterable[Tuple[Tensor, Tensor, Tensor]]:
+    """Rows ``X' W``, responses and ``1 - H_ii`` chunk by chunk (primal form)."""
     if design is None:
         raise ValueError("the primal form's standard error needs the design replayed")
     lo = 0
     for x in design:  # (k, P)
         rows = torch.einsum("kp,np,npr->knr", x, sv, directions)
-        yield rows, y[lo : lo + x.shape[0]]
+        yield rows, y[lo : lo + x.shape[0]], 1 - (rows**2 * h).sum(-1)
         lo += x.shape[0]
 
 
@@ -125,11 +140,13 @@ def fit_primal(
     resid0 = (yy - w2.sum(-1)).clamp_min(0)
     if penalty == "evidence":
         h, s2, tau2 = _evidence_filter(d[0], c, yy, dof)
+        prior_var = tau2
     else:
         h, s2, tau2, _ = _choose_penalty(d, w2, resid0, keep, dof, penalty)
+        prior_var = _posterior_tau2(d, c, yy, dof) if penalty != "none" else tau2
     gamma = (vecs @ (h * c)[..., None])[..., 0]
     post = s2[:, None] * ((vecs**2) @ h[..., None])[..., 0]
-    return SpectralFit(sv * gamma, v * post, tau2, v, vecs, d, h, h * c)
+    return SpectralFit(sv * gamma, v * post, tau2, prior_var, v, vecs, d, h, h * c)
 
 
 def fit_dual(x: Tensor, y: Tensor, scales: Optional[Tensor], dof: int, penalty: str) -> SpectralFit:
@@ -148,13 +165,16 @@ def fit_dual(x: Tensor, y: Tensor, scales: Optional[Tensor], dof: int, penalty: 
     resid0 = ((y**2).sum(0) - w2.sum(-1)).clamp_min(0)
     d = torch.where(keep, d, torch.zeros_like(d))
     h, s2, tau2, alpha = _choose_penalty(d, w2, resid0, keep, dof, penalty)
+    prior_var = _posterior_tau2(d, root * w, (y**2).sum(0), dof)
     directions = torch.einsum("ip,ep,eir,er->epr", x, sv, u, inv_root)  # W = X'^T U d^{-1/2}
     c = root * w
     gamma = (directions @ (h * c)[..., None])[..., 0]
     outside = (1 - (directions**2).sum(-1)).clamp_min(0)
     post = s2[:, None] * (((directions**2) @ h[..., None])[..., 0] + outside / alpha[:, None])
     rows = (u * root[:, None, :]).permute(1, 0, 2)  # X' W = U d^{1/2}, (n, N, r)
-    return SpectralFit(sv * gamma, v * post, tau2, v, directions, d, h, h * c, rows)
+    # 1 - H_ii = sum_k U_ik^2 (1 - d_k h_k): U is orthogonal, so no cancellation.
+    free = ((u**2) * (1 - d * h)[:, None, :]).sum(-1).T  # (n, N)
+    return SpectralFit(sv * gamma, v * post, tau2, prior_var, v, directions, d, h, h * c, rows, free)
 
 
 def _choose_penalty(
@@ -213,3 +233,22 @@ def _vertex(values: Tensor, where: Tensor) -> Tensor:
     shift = torch.where(refine, 0.5 * (left - right) / curvature.clamp_min(1e-300), torch.zeros_like(mid))
     step = where[1] - where[0]
     return where.gather(0, best[None])[0] + shift.clamp(-1, 1) * step
+
+
+def _evidence_filter(d: Tensor, c: Tensor, yy: Tensor, dof: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """The marginal likelihood's posterior average over the penalty (white prior, shared ``d``)."""
+    log_alpha, weights, noise_var = penalty_posterior(d, c, yy, dof)
+    alpha = log_alpha.exp()[..., None]  # (F, N, 1)
+    h = (weights[..., None] / (d + alpha)).sum(0)  # (N, P)
+    s2 = (weights * noise_var).sum(0)
+    tau2 = (weights * noise_var / alpha[..., 0]).sum(0)
+    return h, s2, tau2
+
+
+def _posterior_tau2(d: Tensor, c: Tensor, yy: Tensor, dof: int) -> Tensor:
+    """``E[tau^2]`` under the marginal likelihood, per example (``d``, ``c``: ``(N, r)``)."""
+    out = []
+    for d_e, c_e, yy_e in zip(d, c, yy):
+        _, _, tau2 = _evidence_filter(d_e, c_e[None], yy_e[None], dof)
+        out.append(tau2)
+    return torch.cat(out)
