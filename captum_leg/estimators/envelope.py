@@ -27,12 +27,32 @@ FLOOR = 1e-3
 
 def envelope_scales(fits: Sequence[SpectralFit], contexts: Sequence[GroupContext], smoothing: float) -> Iterator[Tensor]:
     """The prior scales ``(N, P)`` of each group after one update from the current fits."""
+    seconds = []
+    for fit in fits:
+        tau2 = fit.tau2.clamp_min(torch.finfo(fit.tau2.dtype).tiny)[:, None]
+        seconds.append((fit.coef**2 + fit.posterior_var) / tau2)  # E[beta_j^2] / tau^2, (N, P)
+    return _scales(seconds, contexts, smoothing)
+
+
+def initial_scales(moments: Sequence[Tensor], contexts: Sequence[GroupContext], smoothing: float) -> Iterator[Tensor]:
+    """The first envelope, from the moment estimates ``Sigma^{-1} X^T y / n`` ``(N, P)``.
+
+    The moment estimate is unbiased whatever the signal, so it cannot mistake a smooth
+    signal for noise, as a first fit with a white prior can when there are fewer units
+    than cells (it then shrinks everything to zero and leaves the envelope flat).
+    """
+    seconds = []
+    for m in moments:
+        seconds.append(m**2 / (m**2).mean(-1, keepdim=True).clamp_min(torch.finfo(m.dtype).tiny))
+    return _scales(seconds, contexts, smoothing)
+
+
+def _scales(seconds: Sequence[Tensor], contexts: Sequence[GroupContext], smoothing: float) -> Iterator[Tensor]:
+    """Average each input's per-cell second moments over its channels, smooth, normalise."""
     energy: Dict[int, Tensor] = {}
     count: Dict[int, int] = {}
     grids: Dict[int, Grid] = {}
-    for fit, ctx in zip(fits, contexts):
-        tau2 = fit.tau2.clamp_min(torch.finfo(fit.tau2.dtype).tiny)[:, None]
-        second = (fit.coef**2 + fit.posterior_var) / tau2  # E[beta_j^2] / tau^2, (N, P)
+    for second, ctx in zip(seconds, contexts):
         for block, index in zip(ctx.group.blocks, ctx.inputs):
             part = block.part(second)  # (N, *grid)
             energy[index] = energy[index] + part if index in energy else part

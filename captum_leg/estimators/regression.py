@@ -39,7 +39,7 @@ from captum_leg.estimators.base import (
     zeros,
 )
 from captum_leg.estimators.design import DesignGroup
-from captum_leg.estimators.envelope import envelope_scales
+from captum_leg.estimators.envelope import envelope_scales, initial_scales
 from captum_leg.estimators.spectral_fit import SpectralFit, fit_dual, fit_primal
 
 #: Cells per design group up to which the regression estimators form ``P x P`` matrices
@@ -89,6 +89,10 @@ class GramAccumulator(Accumulator):
         mx = self._sx / n
         sy = torch.cat(self._y_rows).sum(0)
         return self._sxx - n * torch.outer(mx, mx), self._sxy - sy[:, None] * mx
+
+    def moment_estimate(self) -> Tensor:
+        """The moment estimate ``Sigma^{-1} X^T y / n`` ``(N, P)`` (centred with an intercept)."""
+        return self.group.precision(self.gram()[1] / self.units)
 
     def design_rows(self, replay: Optional[Replay]) -> Iterator[Tensor]:
         """The design again, chunk by chunk, centred with an intercept."""
@@ -215,6 +219,9 @@ class RidgeEstimator(_RegressionEstimator):
         scales: List[Optional[Tensor]] = [None] * len(accs)
         rounds = self.envelope_iterations if self.envelope else 0
         designs = [_cached(ctx.replay) if d else ctx.replay for ctx, d in zip(contexts, dual)]
+        if self.envelope:
+            moments = [acc.moment_estimate() for acc in accs]
+            scales = list(initial_scales(moments, contexts, self.envelope_smoothing))
         for _ in range(rounds):
             fits = [acc.fit(self.penalty, s, r, d) for acc, s, r, d in zip(accs, scales, designs, dual)]
             scales = list(envelope_scales(fits, contexts, self.envelope_smoothing))
