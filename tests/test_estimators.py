@@ -132,8 +132,8 @@ def test_two_standard_errors_cover_95_percent(estimator: str, sampling: str) -> 
     assert 0.85 < z_rms < 1.15, (coverage, z_rms)
 
 
-@pytest.mark.parametrize("sampling, z_max", [("gaussian", 1.4), ("antithetic", 1.7)])
-def test_structured_ridge_on_a_full_resolution_grid(sampling: str, z_max: float) -> None:
+@pytest.mark.parametrize("sampling", ["gaussian", "antithetic"])
+def test_structured_ridge_on_a_full_resolution_grid(sampling: str) -> None:
     # 64 x 64 = 4096 cells > MAX_DENSE_FEATURES: ridge runs in its structured form.
     assert 64 * 64 > MAX_DENSE_FEATURES
     g = torch.Generator().manual_seed(1)
@@ -142,14 +142,14 @@ def test_structured_ridge_on_a_full_resolution_grid(sampling: str, z_max: float)
     x = torch.randn(1, 1, 64, 64, generator=g, dtype=F64)
     model = LinearModel(weight)
     kw = dict(target=0, n_samples=300, grid_size=64, noise_level=0.3, sampling=sampling)
-    ridge, se = LEG(model).attribute(x, seed=0, return_standard_error=True, **kw)
+    ridge = LEG(model).attribute(x, seed=0, **kw)
     moment = LEG(model).attribute(x, seed=0, estimator="moment", **kw)
     truth = weight[0]
     assert rel_err(ridge, truth) < 0.6 * rel_err(moment, truth)
-    # Its standard errors are approximate (X^T X replaced by n Sigma, n << p here, and a
-    # white prior on a sparse truth): measured 1.0-1.2 (Gaussian), 1.55 (antithetic).
-    z_rms = float(((ridge - truth) / se).pow(2).mean().sqrt())
-    assert 0.7 < z_rms < z_max, z_rms
+    # Its standard errors leave out part of the design's variance (docs/method.md): the
+    # call says so rather than return them silently.
+    with pytest.warns(UserWarning, match="structured ridge.*approximate"):
+        LEG(model).attribute(x, seed=0, return_standard_error=True, **kw)
 
 
 # -- automatic sample size and the run record ---------------------------------------------------

@@ -260,3 +260,32 @@ def test_orthogonal_sampling_makes_the_moment_estimator_far_more_precise() -> No
            for s in ("antithetic", "orthogonal")}
     # independent pairs: error ~ sqrt(p / n) ~ 0.7; orthogonal blocks leave only the lengths' spread
     assert err["orthogonal"] < 0.3 * err["antithetic"], err
+
+
+# -- half precision -------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_get_standard_errors_that_cover_the_rounding(dtype) -> None:
+    covered, z2, cells = 0.0, 0.0, 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        w = torch.randn(3, 32, 32, generator=g) / 32
+        x = (20 + torch.randn(1, 3, 32, 32, generator=g)).to(dtype)  # rounding steps of 1/64 (fp16), 1/8 (bf16)
+        model = lambda t, w=w: (t * w.to(t.dtype)).flatten(1).sum(1, keepdim=True)  # noqa: E731
+        with pytest.warns(UserWarning, match=f"inputs in {dtype}"):
+            attr, se = LEG(model).attribute(x, target=0, n_samples=600, grid_size=8, seed=seed, return_standard_error=True)
+        assert attr.dtype == dtype
+        truth = cell_mean(w.double(), 8, 8)
+        z = (attr[0].double() - truth) / se[0].double()
+        covered += float((z.abs() <= 2).double().sum())
+        z2 += float(z.pow(2).sum())
+        cells += z.numel()
+    assert 0.9 <= covered / cells <= 0.99 and (z2 / cells) ** 0.5 < 1.3, (covered / cells, (z2 / cells) ** 0.5)
+
+
+def test_float32_inputs_do_not_warn() -> None:
+    import warnings
+
+    model = LinearModel(torch.ones(1, 1, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LEG(model).attribute(torch.zeros(1, 1, 4, 4), target=0, n_samples=8, grid_size=2)

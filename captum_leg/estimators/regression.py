@@ -40,11 +40,9 @@ from captum_leg.estimators.base import (
 )
 from captum_leg.estimators.design import DesignGroup
 from captum_leg.estimators.envelope import envelope_scales, initial_scales
+from captum_leg.estimators.spectral import MAX_DENSE_FEATURES, SpectralRidgeEstimator
 from captum_leg.estimators.spectral_fit import SpectralFit, fit_dual, fit_primal
 
-#: Cells per design group up to which the regression estimators form ``P x P`` matrices
-#: (64 MB in float64 at 2900 cells; a 53 x 53 image grid is 2809).
-MAX_DENSE_FEATURES = 2900
 
 PENALTY_RULES = ("gcv", "evidence")
 
@@ -207,8 +205,6 @@ class RidgeEstimator(_RegressionEstimator):
     def for_group(self, group: DesignGroup) -> Estimator:
         """The estimator that runs on ``group``: this one, or its structured form on large grids."""
         if group.p > MAX_DENSE_FEATURES:
-            from captum_leg.estimators.spectral import SpectralRidgeEstimator
-
             return SpectralRidgeEstimator()
         return self
 
