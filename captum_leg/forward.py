@@ -51,6 +51,7 @@ class ForwardRunner:
         self.plan = plan
         self.n_examples = inputs[0].shape[0]
         self._expanded: Dict[int, Optional[Tuple[Any, ...]]] = {}
+        self._finite: Optional[Tensor] = None
 
     def baseline(self) -> Tensor:
         """``f(x0)`` per example, ``(N,)``."""
@@ -130,10 +131,24 @@ class ForwardRunner:
         value = self.targets.select(output, n_perturbations, self.n_examples)
         if self.contrast is not None:
             value = value - self.contrast.select(output, n_perturbations, self.n_examples)
-        if not bool(torch.isfinite(value).all()):
-            where = "a perturbed input (lower noise_level?)" if perturbed else "the unperturbed input"
-            raise ValueError(f"forward_func returned NaN or inf for the target on {where}")
+        finite = torch.isfinite(value.detach()).all()
+        if not perturbed:
+            self._raise_unless(finite, "the unperturbed input")
+        else:
+            # Checked once per round (check_finite): a check per batch would make an
+            # accelerator wait for every batch before the next is queued.
+            self._finite = finite if self._finite is None else self._finite & finite
         return value
+
+    def check_finite(self) -> None:
+        """Raise if any perturbed response so far was NaN or inf."""
+        if self._finite is not None:
+            self._raise_unless(self._finite, "a perturbed input (lower noise_level?)")
+
+    @staticmethod
+    def _raise_unless(finite: Tensor, where: str) -> None:
+        if not bool(finite):
+            raise ValueError(f"forward_func returned NaN or inf for the target on {where}")
 
     def _extra_for(self, n_perturbations: int) -> Optional[Tuple[Any, ...]]:
         if self.extra is None:

@@ -142,6 +142,7 @@ def sample_and_estimate(
                     for seg in segments:
                         accs[seg.group].update(seg.features, resp[seg.lo : seg.hi])
                 bar.update()
+            runner.check_finite()
             done = goal
             contexts = [
                 GroupContext(
