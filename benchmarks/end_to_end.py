@@ -3,7 +3,8 @@
 Prints the time of the default ``LEG.attribute(x, target)`` (or the ``--n-samples`` /
 ``--grid`` given), of LEG-TV over ``--lam`` from the same samples
 (``attribute_tv_path``), and of the same number of forward passes alone on the same
-batch size. Target: LEG within 15 % of its forward passes.
+batch size (target: LEG within 15 % of its forward passes); then, for comparison, the
+gradient path at its defaults and IntegratedGradients with 50 steps.
 
     python benchmarks/end_to_end.py [--n-samples N] [--grid K] [--lam 0.1 0.3] [--device cpu]
 """
@@ -60,6 +61,7 @@ def main() -> None:
     path = leg.attribute_tv_path(x, target, lams=args.lam, **options)
     sync()
     rows.append((f"LEG-TV lams={args.lam}", time.perf_counter() - t0, f"{tuple(path.shape)}"))
+    extra = _peers(model, x, target, ppe, sync)
 
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -77,6 +79,28 @@ def main() -> None:
     print(f"{'what':<34}{'time [s]':>10}{'ratio':>8}  output")
     for name, t, shape in rows:
         print(f"{name:<34}{t:>10.2f}{t / t_forward:>8.3f}  {shape}")
+    print("for comparison (not the same number of passes):")
+    for name, t, shape in extra:
+        print(f"{name:<34}{t:>10.2f}{'':>8}  {shape}")
+
+
+def _peers(model: torch.nn.Module, x: torch.Tensor, target: int, ppe: int, sync) -> list:  # type: ignore[no-untyped-def]
+    """The gradient path at its defaults and IntegratedGradients (50 steps), timed."""
+    from captum.attr import IntegratedGradients
+
+    rows = []
+    leg = LEG(model)
+    t0 = time.perf_counter()
+    leg.attribute(x, target=target, estimator="gradient", perturbations_per_eval=ppe, seed=0)
+    sync()
+    run = leg.last_run
+    rows.append(("LEG, estimator='gradient'", time.perf_counter() - t0,
+                 f"{run.forward_passes} forward + {run.backward_passes} backward passes"))
+    t0 = time.perf_counter()
+    IntegratedGradients(model).attribute(x, target=target, n_steps=50, internal_batch_size=ppe)
+    sync()
+    rows.append(("IntegratedGradients, 50 steps", time.perf_counter() - t0, "50 forward + 50 backward passes"))
+    return rows
 
 
 if __name__ == "__main__":
