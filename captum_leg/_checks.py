@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from captum_leg.grid import check_grid_shape
 
 
 def check_inputs(inputs: object) -> Tuple[bool, Tuple[Tensor, ...]]:
@@ -88,28 +90,14 @@ def per_input(name: str, value: object, n_inputs: int, is_tuple: bool) -> Tuple[
     return (value,) * n_inputs
 
 
-def check_grid_shape(name: str, value: object, spatial: Tuple[int, ...]) -> Tuple[int, ...]:
-    """An int (same count on every axis, at most the axis size if defaulted) or one per axis."""
-    d = len(spatial)
-    if value is None:  # the default cells per axis, fewer on shorter axes
+def check_grid_size(name: str, value: object, spatial: Tuple[int, ...]) -> Tuple[int, ...]:
+    """``grid_size`` for an input of spatial size ``spatial``: None for the default cells
+    per axis (fewer on shorter axes), else as :func:`captum_leg.grid.check_grid_shape`."""
+    if value is None:
         from captum_leg.settings import DEFAULT_GRID_CELLS
 
         return tuple(min(DEFAULT_GRID_CELLS, n) for n in spatial)
-    if is_int(value):
-        sizes = (int(value),) * d  # type: ignore[call-overload]
-    elif isinstance(value, (tuple, list)) and len(value) == d and all(is_int(v) for v in value):
-        sizes = tuple(int(v) for v in value)
-    else:
-        raise TypeError(
-            f"{name}: expected an int or {d} ints (one per spatial axis of {spatial}), got {value!r}"
-        )
-    if min(sizes) < 1:
-        raise ValueError(f"{name}: cells per axis must be >= 1, got {sizes}")
-    if any(k > n for k, n in zip(sizes, spatial)):
-        raise ValueError(
-            f"{name}: {sizes} cells exceed the spatial size {spatial}; at most one cell per element"
-        )
-    return sizes
+    return check_grid_shape(name, value, spatial)
 
 
 def check_noise_levels(name: str, value: object, channels: int) -> Tuple[float, ...]:
@@ -188,6 +176,3 @@ def check_options(name: str, value: object) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"{name}: expected a dict or None, got {type(value).__name__}")
     return dict(value)
-
-
-Number = Union[int, float]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -132,6 +133,34 @@ def parse_target(target: TargetType, n_examples: int, name: str = "target") -> T
     raise TypeError(
         f"{name}: expected None, an int, a tuple, a list or a tensor, got {type(target).__name__}"
     )
+
+
+def parse_class_target(
+    target: Union[TargetType, np.ndarray, np.integer], n_examples: int, name: str = "target"
+) -> Optional[Tensor]:
+    """One class index per example of a classifier's ``(N, classes)`` output.
+
+    Accepts the forms of :func:`parse_target` that select one index per example (an int,
+    a 1-tuple, a list or a tensor of ints) and numpy arrays or scalars of whole numbers,
+    the form Quantus passes labels in (one entry, or one per example).
+
+    Returns:
+        ``(n_examples,)`` long CPU tensor, or None when ``target`` is None.
+    """
+    if isinstance(target, (np.ndarray, np.integer)):
+        array = np.asarray(target).reshape(-1)
+        whole = np.issubdtype(array.dtype, np.integer) or (
+            np.issubdtype(array.dtype, np.floating) and np.array_equal(array, np.round(array))
+        )
+        if not whole:
+            raise TypeError(f"{name}: expected whole-number class indices, got {array.dtype} values {array[:4]}")
+        target = torch.from_numpy(array.astype(np.int64))
+    index = parse_target(target, n_examples, name).index
+    if index is None:
+        return None
+    if index.shape[1] != 1:
+        raise ValueError(f"{name}: expected one class index per example, got an index of length {index.shape[1]}")
+    return index[:, 0]
 
 
 def _check_ints(values: Sequence[object], name: str) -> None:
