@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, TypeGuard
 
 import torch
 from torch import Tensor
@@ -16,11 +16,11 @@ from captum_leg.grid import check_grid_shape
 def check_inputs(inputs: object) -> Tuple[bool, Tuple[Tensor, ...]]:
     """Tensor or tuple of tensors ``(N, C, *spatial)`` with 1 or more spatial axes."""
     is_tuple = isinstance(inputs, tuple)
-    tensors = inputs if is_tuple else (inputs,)
-    if is_tuple and len(tensors) == 0:  # type: ignore[arg-type]
+    tensors: Tuple[object, ...] = inputs if isinstance(inputs, tuple) else (inputs,)
+    if is_tuple and len(tensors) == 0:
         raise ValueError("inputs: got an empty tuple; pass a tensor or a tuple of tensors")
-    out = []
-    for i, x in enumerate(tensors):  # type: ignore[arg-type]
+    out: List[Tensor] = []
+    for i, x in enumerate(tensors):
         name = f"inputs[{i}]" if is_tuple else "inputs"
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor (N, C, *spatial), got {type(x).__name__}")
@@ -52,16 +52,16 @@ def check_inputs(inputs: object) -> Tuple[bool, Tuple[Tensor, ...]]:
     return is_tuple, tuple(out)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[numbers.Integral]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_int(name: str, value: object, minimum: Optional[int]) -> int:
     if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if minimum is not None and value < minimum:  # type: ignore[operator]
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)  # type: ignore[arg-type]
+    return int(value)
 
 
 def check_bool(name: str, value: object) -> bool:
@@ -133,16 +133,22 @@ def check_lams(name: str, value: object, sequence: bool) -> Tuple[float, ...]:
     span = "[0, 1)" if sequence else "(0, 1)"
     if sequence and not is_seq:
         raise TypeError(f"{name}: expected a sequence of floats in {span}, got {value!r}")
-    values = list(value.tolist() if isinstance(value, Tensor) else value) if is_seq else [value]  # type: ignore
+    values: List[object] = [value]
+    if isinstance(value, Tensor) and is_seq:
+        values = value.tolist()
+    elif isinstance(value, (list, tuple)):
+        values = list(value)
     if not values:
         raise ValueError(f"{name}: expected at least one lambda in {span}")
     low = 0.0 if sequence else None
+    lams = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"{name}: expected {'floats' if sequence else 'a float'} in {span}, got {v!r}")
         if not ((low is not None and float(v) == low) or 0 < float(v) < 1):
             raise ValueError(f"{name}: {'each value' if sequence else 'the value'} must lie in {span}, got {v}")
-    return tuple(float(v) for v in values)
+        lams.append(float(v))
+    return tuple(lams)
 
 
 def check_positive_float(name: str, value: object, optional: bool = True) -> Optional[float]:

@@ -546,8 +546,8 @@ def _without_standard_errors(unlogged: Callable[..., Any]) -> Callable[..., Any]
     return wrapper
 
 
-LinearlyEstimatedGradient.attribute.__wrapped__ = _without_standard_errors(  # type: ignore[attr-defined]
-    LinearlyEstimatedGradient.attribute.__wrapped__  # type: ignore[attr-defined]
+LinearlyEstimatedGradient.attribute.__wrapped__ = _without_standard_errors(
+    LinearlyEstimatedGradient.attribute.__wrapped__
 )
 
 #: Short alias, as in ``from captum_leg import LEG``.

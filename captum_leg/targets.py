@@ -120,15 +120,16 @@ def parse_target(target: TargetType, n_examples: int, name: str = "target") -> T
                 f"{name}: a list target needs one entry per example ({n_examples}), "
                 f"got {len(target)}"
             )
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+        if all(isinstance(entry, int) and not isinstance(entry, bool) for entry in target):
             return TargetIndex(torch.tensor(target, dtype=torch.long).reshape(-1, 1), name)
-        if all(isinstance(t, tuple) for t in target):
-            lengths = {len(t) for t in target}
+        tuples = [entry for entry in target if isinstance(entry, tuple)]
+        if len(tuples) == len(target):
+            lengths = {len(entry) for entry in tuples}
             if len(lengths) != 1 or 0 in lengths:
                 raise ValueError(f"{name}: tuples in a list target must share one non-zero length")
-            for t in target:
-                _check_ints(t, name)
-            return TargetIndex(torch.tensor(target, dtype=torch.long), name)
+            for entry in tuples:
+                _check_ints(entry, name)
+            return TargetIndex(torch.tensor(tuples, dtype=torch.long), name)
         raise TypeError(f"{name}: a list target must hold only ints or only tuples of ints")
     raise TypeError(
         f"{name}: expected None, an int, a tuple, a list or a tensor, got {type(target).__name__}"

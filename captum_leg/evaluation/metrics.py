@@ -15,7 +15,7 @@ Pixel order, pixel space and masks: see :mod:`captum_leg.evaluation.masking`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -218,7 +218,7 @@ def sensitivity_curves(
     target: TargetType = None,
     mask: str = "mean",
     steps: Steps = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> Dict[str, SensitivityCurve]:
     """:func:`sensitivity_curve` for several methods' maps of the same inputs.
 

@@ -82,7 +82,8 @@ def make_explain_func(method: str = "leg", **defaults: Any) -> Callable[..., np.
         f(model=model, inputs=x_batch, targets=y_batch)
     """
 
-    def f(model, inputs, targets, **kwargs: Any) -> np.ndarray:
+    def f(model: Union[nn.Module, Callable[..., Tensor]], inputs: np.ndarray,
+          targets: Union[np.ndarray, Sequence[int], int], **kwargs: Any) -> np.ndarray:
         return explain_func(model, inputs, targets, **{"method": method, **defaults, **kwargs})
 
     return f

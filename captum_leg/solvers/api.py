@@ -150,7 +150,7 @@ def solve_tv(
     if not isinstance(moment, (np.ndarray, Tensor)):
         raise TypeError(f"moment must be a torch.Tensor or numpy.ndarray, got {type(moment).__name__}")
     for name, v in (("noise_level", noise_level), ("lam", lam)):
-        if np.ndim(v.detach().cpu().numpy() if isinstance(v, Tensor) else v) != 0:
+        if not _is_scalar(v):
             raise TypeError(f"{name} must be a scalar for solve_tv (use solve_tv_batch for many maps)")
     sol = solve_tv_batch(moment.reshape(1, -1), grid_shape, noise_level, lam, solver=solver, **options)
     g = sol.maps[0]
@@ -158,3 +158,7 @@ def solve_tv(
         out = g.cpu().numpy()
         return out.astype(moment.dtype) if np.issubdtype(moment.dtype, np.floating) else out
     return g
+
+
+def _is_scalar(value: object) -> bool:
+    return value.dim() == 0 if isinstance(value, Tensor) else np.ndim(np.asarray(value)) == 0
