@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, TypeGuard
 
 import torch
 from torch import Tensor
+
+from captum_leg.grid import check_grid_shape
 
 
 def check_inputs(inputs: object) -> Tuple[bool, Tuple[Tensor, ...]]:
     """Tensor or tuple of tensors ``(N, C, *spatial)`` with 1 or more spatial axes."""
     is_tuple = isinstance(inputs, tuple)
-    tensors = inputs if is_tuple else (inputs,)
-    if is_tuple and len(tensors) == 0:  # type: ignore[arg-type]
+    tensors: Tuple[object, ...] = inputs if isinstance(inputs, tuple) else (inputs,)
+    if is_tuple and len(tensors) == 0:
         raise ValueError("inputs: got an empty tuple; pass a tensor or a tuple of tensors")
-    out = []
-    for i, x in enumerate(tensors):  # type: ignore[arg-type]
+    out: List[Tensor] = []
+    for i, x in enumerate(tensors):
         name = f"inputs[{i}]" if is_tuple else "inputs"
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor (N, C, *spatial), got {type(x).__name__}")
@@ -50,16 +52,16 @@ def check_inputs(inputs: object) -> Tuple[bool, Tuple[Tensor, ...]]:
     return is_tuple, tuple(out)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[numbers.Integral]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_int(name: str, value: object, minimum: Optional[int]) -> int:
     if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if minimum is not None and value < minimum:  # type: ignore[operator]
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)  # type: ignore[arg-type]
+    return int(value)
 
 
 def check_bool(name: str, value: object) -> bool:
@@ -88,28 +90,14 @@ def per_input(name: str, value: object, n_inputs: int, is_tuple: bool) -> Tuple[
     return (value,) * n_inputs
 
 
-def check_grid_shape(name: str, value: object, spatial: Tuple[int, ...]) -> Tuple[int, ...]:
-    """An int (same count on every axis, at most the axis size if defaulted) or one per axis."""
-    d = len(spatial)
-    if value is None:  # the default cells per axis, fewer on shorter axes
+def check_grid_size(name: str, value: object, spatial: Tuple[int, ...]) -> Tuple[int, ...]:
+    """``grid_size`` for an input of spatial size ``spatial``: None for the default cells
+    per axis (fewer on shorter axes), else as :func:`captum_leg.grid.check_grid_shape`."""
+    if value is None:
         from captum_leg.settings import DEFAULT_GRID_CELLS
 
         return tuple(min(DEFAULT_GRID_CELLS, n) for n in spatial)
-    if is_int(value):
-        sizes = (int(value),) * d  # type: ignore[call-overload]
-    elif isinstance(value, (tuple, list)) and len(value) == d and all(is_int(v) for v in value):
-        sizes = tuple(int(v) for v in value)
-    else:
-        raise TypeError(
-            f"{name}: expected an int or {d} ints (one per spatial axis of {spatial}), got {value!r}"
-        )
-    if min(sizes) < 1:
-        raise ValueError(f"{name}: cells per axis must be >= 1, got {sizes}")
-    if any(k > n for k, n in zip(sizes, spatial)):
-        raise ValueError(
-            f"{name}: {sizes} cells exceed the spatial size {spatial}; at most one cell per element"
-        )
-    return sizes
+    return check_grid_shape(name, value, spatial)
 
 
 def check_noise_levels(name: str, value: object, channels: int) -> Tuple[float, ...]:
@@ -145,16 +133,22 @@ def check_lams(name: str, value: object, sequence: bool) -> Tuple[float, ...]:
     span = "[0, 1)" if sequence else "(0, 1)"
     if sequence and not is_seq:
         raise TypeError(f"{name}: expected a sequence of floats in {span}, got {value!r}")
-    values = list(value.tolist() if isinstance(value, Tensor) else value) if is_seq else [value]  # type: ignore
+    values: List[object] = [value]
+    if isinstance(value, Tensor) and is_seq:
+        values = value.tolist()
+    elif isinstance(value, (list, tuple)):
+        values = list(value)
     if not values:
         raise ValueError(f"{name}: expected at least one lambda in {span}")
     low = 0.0 if sequence else None
+    lams = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"{name}: expected {'floats' if sequence else 'a float'} in {span}, got {v!r}")
         if not ((low is not None and float(v) == low) or 0 < float(v) < 1):
             raise ValueError(f"{name}: {'each value' if sequence else 'the value'} must lie in {span}, got {v}")
-    return tuple(float(v) for v in values)
+        lams.append(float(v))
+    return tuple(lams)
 
 
 def check_positive_float(name: str, value: object, optional: bool = True) -> Optional[float]:
@@ -188,6 +182,3 @@ def check_options(name: str, value: object) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"{name}: expected a dict or None, got {type(value).__name__}")
     return dict(value)
-
-
-Number = Union[int, float]

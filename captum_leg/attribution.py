@@ -401,7 +401,7 @@ class LinearlyEstimatedGradient(PerturbationAttribution):
         is_tuple, xs = checks.check_inputs(inputs)
         n_ex = xs[0].shape[0]
         grids = [
-            checks.check_grid_shape(_name("grid_size", i, is_tuple, len(xs)), g, tuple(x.shape[2:]))
+            checks.check_grid_size(_name("grid_size", i, is_tuple, len(xs)), g, tuple(x.shape[2:]))
             for i, (x, g) in enumerate(zip(xs, checks.per_input("grid_size", settings.grid_size, len(xs), is_tuple)))
         ]
         levels = [
@@ -546,8 +546,8 @@ def _without_standard_errors(unlogged: Callable[..., Any]) -> Callable[..., Any]
     return wrapper
 
 
-LinearlyEstimatedGradient.attribute.__wrapped__ = _without_standard_errors(  # type: ignore[attr-defined]
-    LinearlyEstimatedGradient.attribute.__wrapped__  # type: ignore[attr-defined]
+LinearlyEstimatedGradient.attribute.__wrapped__ = _without_standard_errors(
+    LinearlyEstimatedGradient.attribute.__wrapped__
 )
 
 #: Short alias, as in ``from captum_leg import LEG``.

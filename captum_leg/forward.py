@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 from captum._utils.common import _expand_additional_forward_args
@@ -100,7 +100,7 @@ class ForwardRunner:
                     raise ValueError(f"estimator='gradient': forward_func's output does not depend on input {ref.input_index}")
                 cells = self.plan.layouts[ref.input_index].cells
                 per_sign = [cells.cell_sums(g[j * k + seg.lo : j * k + seg.hi, :, ref.channel]) for j in range(len(signs))]
-                mean = sum(per_sign) / len(signs)  # (k_s, N, *grid)
+                mean = cast(Tensor, sum(per_sign)) / len(signs)  # (k_s, N, *grid)
                 parts.append(mean.flatten(2).to(dtype))
             out.append(torch.cat(parts, -1) if len(parts) > 1 else parts[0])
         return out
@@ -122,7 +122,7 @@ class ForwardRunner:
                     lay.cells.add_into(dest, x[:, ref.channel], noise if sign > 0 else -noise)
         return batch
 
-    def _evaluate(self, batch: Tuple[Tensor, ...], n_perturbations: int, perturbed: bool) -> Tensor:
+    def _evaluate(self, batch: Sequence[Tensor], n_perturbations: int, perturbed: bool) -> Tensor:
         flat = tuple(b.reshape(-1, *b.shape[2:]) for b in batch)
         extra = self._extra_for(n_perturbations)
         output = self.forward_func(*flat, *extra) if extra is not None else self.forward_func(*flat)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+import numbers
+from typing import Iterable, List, Optional, Sequence, Tuple, TypeGuard, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -241,17 +242,53 @@ def _diff_sparse(shape: GridShape) -> sp.csr_matrix:
     return sp.vstack(blocks, format="csr")
 
 
-def as_grid_shape(shape: Union[int, Sequence[int]]) -> GridShape:
-    """A grid shape as a tuple of positive ints (an int is a 1-D grid)."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (int(shape),)
+def check_grid_shape(
+    name: str, value: object, spatial: Optional[Sequence[int]] = None
+) -> GridShape:
+    """Cells per axis as a tuple of positive ints: the one check of every grid shape.
+
+    Without ``spatial`` an int is a 1-D grid and a sequence gives any number of axes.
+    With ``spatial`` (the axis sizes of the input the grid covers) an int is the same
+    count on every axis, a sequence needs one entry per axis, and no axis may have more
+    cells than elements.
+
+    Raises:
+        TypeError: not an int or a sequence of ints (of the right length).
+        ValueError: no axis, or a count below 1 (or above the axis size).
+    """
+    if spatial is None:
+        wanted = "an int or a sequence of ints (cells per axis)"
+    else:
+        wanted = f"an int or {len(spatial)} ints (one per spatial axis of {tuple(spatial)})"
+    if _is_int(value):
+        sizes = (int(value),) * (1 if spatial is None else len(spatial))
+    else:  # tuples, lists, numpy arrays, torch.Size
+        items = _items(value)
+        if items is None or (spatial is not None and len(items) != len(spatial)):
+            raise TypeError(f"{name}: expected {wanted}, got {value!r}")
+        sizes = tuple(int(k) for k in items)
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"{name}: a grid shape needs one or more axes of >= 1 cells, got {value!r}")
+    if spatial is not None and any(k > n for k, n in zip(sizes, spatial)):
+        raise ValueError(
+            f"{name}: {sizes} cells exceed the spatial size {tuple(spatial)}; at most one cell per element"
+        )
+    return sizes
+
+
+def _is_int(value: object) -> TypeGuard[numbers.Integral]:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _items(value: object) -> Optional[List[numbers.Integral]]:
+    """The entries of a sequence of ints, or None for anything else."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return None
     try:
-        out = tuple(int(k) for k in shape)  # type: ignore[union-attr]
-    except TypeError:
-        raise TypeError(f"grid shape: expected a tuple of ints, got {shape!r}") from None
-    if not out or any(k < 1 for k in out) or any(isinstance(k, bool) for k in shape):  # type: ignore[union-attr]
-        raise ValueError(f"grid shape: expected one or more positive ints, got {shape!r}")
-    return out
+        items = list(value)
+    except TypeError:  # a 0-d array
+        return None
+    return items if all(_is_int(k) for k in items) else None
 
 
 def get_grid(
@@ -263,7 +300,7 @@ def get_grid(
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    return _cached_grid(as_grid_shape(shape), device, dtype)
+    return _cached_grid(check_grid_shape("shape", shape), device, dtype)
 
 
 @functools.lru_cache(maxsize=32)

@@ -9,7 +9,6 @@ with no upsampled intermediate.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence, Tuple
 
 import torch
@@ -83,7 +82,3 @@ class CellMap:
             shape[dim] = k
             values = values.new_zeros(shape).index_add_(dim, idx, values)
         return values
-
-    @property
-    def n_cells(self) -> int:
-        return math.prod(self.grid_shape)

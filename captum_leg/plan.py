@@ -18,8 +18,6 @@ from captum_leg.estimators.design import DesignGroup
 from captum_leg.grid import Grid, get_grid
 from captum_leg.pixels import CellMap
 
-PERTURB_MODES = ("channel", "joint")
-
 
 @dataclass
 class InputLayout:

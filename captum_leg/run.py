@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 import torch
 from captum._utils.progress import NullProgress, progress
@@ -88,8 +88,8 @@ class SamplingSettings:
 
 def relative_standard_error(estimates: List[Estimate]) -> Tensor:
     """``||SE|| / ||estimate||`` per example over every group's cells."""
-    se2 = sum(e.standard_error.pow(2).sum(-1) for e in estimates)  # type: ignore[union-attr]
-    b2 = sum(e.coef.pow(2).sum(-1) for e in estimates)
+    se2 = cast(Tensor, sum(cast(Tensor, e.standard_error).pow(2).sum(-1) for e in estimates))
+    b2 = cast(Tensor, sum(e.coef.pow(2).sum(-1) for e in estimates))
     return (se2 / b2.clamp_min(torch.finfo(b2.dtype).tiny)).sqrt()
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Union
 from captum_leg import _checks as checks
 from captum_leg.estimators import Estimator, resolve_estimator
 from captum_leg.sampling import PAIRED_SCHEMES, SAMPLING_SCHEMES
+from captum_leg.solvers import registry as solver_registry
 
 #: ``perturb`` values: one channel at a time (the paper's scheme) or all at once.
 PERTURB_MODES = ("channel", "joint")
@@ -26,9 +27,10 @@ PENALTIES = (None, "tv")
 UNIT_NOISE_LEVEL = 0.02
 #: Cells per spatial axis when ``grid_size`` is left out (fewer on shorter axes).
 DEFAULT_GRID_CELLS = 14
-#: LEG-TV's relative constraint level and backend when ``penalty="tv"`` leaves them out.
+#: LEG-TV's relative constraint level and backend when ``penalty="tv"`` leaves them out
+#: (the backend is the solver registry's default entry, "auto").
 DEFAULT_LAM = 0.1
-DEFAULT_SOLVER = "auto"
+DEFAULT_SOLVER = solver_registry.DEFAULT_SOLVER
 # CPU forward calls above a few MiB of input get slower per input (measured 46 ms per
 # 224 x 224 image at 64 per call against 22-25 ms at 4-16, EfficientNet-Lite0, 2 cores):
 # their activations exceed the allocator's reuse threshold and are mapped afresh.

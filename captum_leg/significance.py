@@ -159,7 +159,7 @@ def significant_cells(
     if grid_size is None:
         runs = _detected_cells(a, se)
     else:
-        runs = _given_cells(a, se, checks.check_grid_shape("grid_size", grid_size, tuple(a.shape[2:])))
+        runs = _given_cells(a, se, checks.check_grid_size("grid_size", grid_size, tuple(a.shape[2:])))
     a_cells, se_cells = _cell_values(a, runs), _cell_values(se, runs)
     if combine == "sum":
         a_cells, se_cells = _channel_sum(a_cells, se_cells, channel_errors)

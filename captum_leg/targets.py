@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -119,19 +120,48 @@ def parse_target(target: TargetType, n_examples: int, name: str = "target") -> T
                 f"{name}: a list target needs one entry per example ({n_examples}), "
                 f"got {len(target)}"
             )
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+        if all(isinstance(entry, int) and not isinstance(entry, bool) for entry in target):
             return TargetIndex(torch.tensor(target, dtype=torch.long).reshape(-1, 1), name)
-        if all(isinstance(t, tuple) for t in target):
-            lengths = {len(t) for t in target}
+        tuples = [entry for entry in target if isinstance(entry, tuple)]
+        if len(tuples) == len(target):
+            lengths = {len(entry) for entry in tuples}
             if len(lengths) != 1 or 0 in lengths:
                 raise ValueError(f"{name}: tuples in a list target must share one non-zero length")
-            for t in target:
-                _check_ints(t, name)
-            return TargetIndex(torch.tensor(target, dtype=torch.long), name)
+            for entry in tuples:
+                _check_ints(entry, name)
+            return TargetIndex(torch.tensor(tuples, dtype=torch.long), name)
         raise TypeError(f"{name}: a list target must hold only ints or only tuples of ints")
     raise TypeError(
         f"{name}: expected None, an int, a tuple, a list or a tensor, got {type(target).__name__}"
     )
+
+
+def parse_class_target(
+    target: Union[TargetType, np.ndarray, np.integer], n_examples: int, name: str = "target"
+) -> Optional[Tensor]:
+    """One class index per example of a classifier's ``(N, classes)`` output.
+
+    Accepts the forms of :func:`parse_target` that select one index per example (an int,
+    a 1-tuple, a list or a tensor of ints) and numpy arrays or scalars of whole numbers,
+    the form Quantus passes labels in (one entry, or one per example).
+
+    Returns:
+        ``(n_examples,)`` long CPU tensor, or None when ``target`` is None.
+    """
+    if isinstance(target, (np.ndarray, np.integer)):
+        array = np.asarray(target).reshape(-1)
+        whole = np.issubdtype(array.dtype, np.integer) or (
+            np.issubdtype(array.dtype, np.floating) and np.array_equal(array, np.round(array))
+        )
+        if not whole:
+            raise TypeError(f"{name}: expected whole-number class indices, got {array.dtype} values {array[:4]}")
+        target = torch.from_numpy(array.astype(np.int64))
+    index = parse_target(target, n_examples, name).index
+    if index is None:
+        return None
+    if index.shape[1] != 1:
+        raise ValueError(f"{name}: expected one class index per example, got an index of length {index.shape[1]}")
+    return index[:, 0]
 
 
 def _check_ints(values: Sequence[object], name: str) -> None:

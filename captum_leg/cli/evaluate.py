@@ -29,10 +29,6 @@ from captum_leg.cli.sharding import device_and_shard
 if TYPE_CHECKING:
     from captum_leg.evaluation import MethodSpec
 
-#: Masked images per forward pass of the key size and the sensitivity curve when
-#: --perturbations-per-eval is not given (small batches are faster per image on the CPU).
-MASKED_PER_FORWARD = 16
-
 _GRADIENT_METHODS = ("ig", "saliency", "smoothgrad", "gradcam")
 
 #: An image being evaluated: its file, model input and predicted class.
@@ -152,7 +148,10 @@ def _method_maps(m: str, spec: MethodSpec, cache: MapCache, images: Sequence[Ima
 
 
 def _masking_batch(args: argparse.Namespace) -> int:
-    return int(args.perturbations_per_eval or MASKED_PER_FORWARD)
+    """Masked images per forward pass of the key size and the sensitivity curve."""
+    from captum_leg.evaluation.method_spec import DEFAULT_BATCH
+
+    return int(args.perturbations_per_eval or DEFAULT_BATCH)
 
 
 def _key_size_tables(out: Path, model: Model, x: Tensor, target: Tensor, maps: Dict[str, Tensor],

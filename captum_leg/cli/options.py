@@ -69,7 +69,7 @@ def build_parsers() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argumen
 
 
 def _demo_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    from captum_leg.settings import DEFAULTS
+    from captum_leg.settings import DEFAULT_GRID_CELLS, DEFAULTS
 
     d = sub.add_parser(
         "demo", help="explain a cat photo with EfficientNet-Lite0 and write a picture", formatter_class=_FORMATTER,
@@ -78,7 +78,7 @@ def _demo_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         epilog="example:\n  captum-leg demo --out chelsea.png")
     d.add_argument("--out", required=True, metavar="FILE.png", help="picture to write")
     d.add_argument("--n-samples", type=int, default=None, metavar="N", help=f"perturbations per channel (default: LEG's, {DEFAULTS.samples})")
-    d.add_argument("--grid-size", type=int, default=None, metavar="K", help="cells per side (default: LEG's, 14)")
+    d.add_argument("--grid-size", type=int, default=None, metavar="K", help=f"cells per side (default: LEG's, {DEFAULT_GRID_CELLS})")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--perturbations-per-eval", type=int, default=None, metavar="P", help="perturbed images per forward pass (default: LEG's)")
     d.add_argument("--device", help="torch device (default cuda if available, else cpu)")
@@ -171,9 +171,15 @@ class _Given(argparse.Action):
 def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None, evaluate: bool = False) -> None:
     from captum_leg.estimators import estimator_names
     from captum_leg.sampling import SAMPLING_SCHEMES
-    from captum_leg.settings import DEFAULT_GRID_CELLS, DEFAULTS, UNIT_NOISE_LEVEL
+    from captum_leg.settings import (
+        ACCELERATOR_PERTURBATIONS_PER_EVAL,
+        CPU_CALL_BYTES,
+        DEFAULT_GRID_CELLS,
+        DEFAULTS,
+        UNIT_NOISE_LEVEL,
+    )
 
-    n_text = n_default if n_default is not None else "the estimator's own: 1000, 332 for gradient"
+    n_text = n_default if n_default is not None else _estimator_samples_text()
     g = p.add_argument_group("LEG")
     g.add_argument("--n-samples", type=int, default=n_default, metavar="N", help=f"perturbations per input channel; cost 3N forwards per RGB image with pairs (orthogonal, antithetic), 3N+1 with gaussian sampling (default {n_text})")
     g.add_argument("--noise-level", type=float, default=None, metavar="S", action=_Given, help=f"noise scale in input units (default {DEFAULTS.noise_level} for imagenet inputs, {UNIT_NOISE_LEVEL} for unit)")
@@ -186,7 +192,18 @@ def _add_leg_args(p: argparse.ArgumentParser, n_default: Optional[int] = None, e
     _add_tv_args(g, evaluate)
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--batch-size", type=int, default=4, metavar="B", help="images explained together (default 4)")
-    g.add_argument("--perturbations-per-eval", type=int, default=None, metavar="P", help="perturbed images per forward pass (default: LEG's, 64 on a GPU, about 8 MiB of input per call on the CPU)")
+    g.add_argument("--perturbations-per-eval", type=int, default=None, metavar="P", help=f"perturbed images per forward pass (default: LEG's, {ACCELERATOR_PERTURBATIONS_PER_EVAL} on a GPU, about {CPU_CALL_BYTES / 2**20:g} MiB of input per call on the CPU)")
+
+
+def _estimator_samples_text() -> str:
+    """``n_samples``' default as the help says it: the default estimator's, then the others'."""
+    from captum_leg.estimators import estimator_names, resolve_estimator
+    from captum_leg.settings import DEFAULTS
+
+    default = DEFAULTS.samples
+    others = {name: resolve_estimator(name).default_samples for name in estimator_names()}
+    exceptions = ", ".join(f"{n} for {name}" for name, n in others.items() if n != default)
+    return f"the estimator's own: {default}" + (f", {exceptions}" if exceptions else "")
 
 
 def _add_tv_args(g: argparse._ArgumentGroup, evaluate: bool) -> None:

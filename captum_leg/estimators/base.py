@@ -175,10 +175,5 @@ def resolve_estimator(value: Union[str, Estimator], argument: str = "estimator")
     )
 
 
-def as_group_dtype(t: Tensor, like: DesignGroup) -> Tensor:
-    """Move ``t`` to the group's device and dtype."""
-    return t.to(device=like.device, dtype=like.dtype)
-
-
 def zeros(group: DesignGroup, *shape: int) -> Tensor:
     return torch.zeros(shape, device=group.device, dtype=group.dtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -48,7 +48,7 @@ def penalty_posterior(
         logdet = torch.where(keep, torch.log1p(d / a), torch.zeros_like(d * a)).sum(-1)
         return 0.5 * (dof * torch.log(q.clamp_min(tiny)) + logdet), q
 
-    opts = dict(device=eigval.device, dtype=eigval.dtype)
+    opts: Dict[str, Any] = dict(device=eigval.device, dtype=eigval.dtype)
     step = 0.5
     coarse = math.log(scale) + torch.arange(-30.0, 8.0 + step / 2, step, **opts)[:, None]
     coarse = coarse.expand(-1, u.shape[0])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -71,7 +71,7 @@ class SpectralRidgeAccumulator(Accumulator):
 
     def __init__(self, group: DesignGroup, n_examples: int, centered: bool, track_error: bool):
         super().__init__(group, n_examples, centered, track_error)
-        opts = dict(device=group.device, dtype=group.dtype)
+        opts: Dict[str, Any] = dict(device=group.device, dtype=group.dtype)
         self._srx = torch.zeros(n_examples, group.p, **opts)
         self._sx = torch.zeros(group.p, **opts)
         self._sr = torch.zeros(n_examples, **opts)
@@ -115,7 +115,7 @@ class SpectralRidgeAccumulator(Accumulator):
 
 def _prior_posterior(spec: Tensor, mu: Tensor, noise: Tensor) -> Tuple[Tensor, Tensor]:
     """Posterior of ``log tau^2`` on a per-example grid: ``spec_k ~ N(0, tau^2 mu_k^2 + noise mu_k)``."""
-    opts = dict(device=spec.device, dtype=spec.dtype)
+    opts: Dict[str, Any] = dict(device=spec.device, dtype=spec.dtype)
     sq = spec**2  # (N, P)
 
     def nll(log_tau2: Tensor) -> Tensor:  # (F, N) -> (F, N)

@@ -23,7 +23,7 @@ def leg_tv(
     grid: Grid,
     noise_levels: Tensor,
     lams: Sequence[float],
-    solver: str = "auto",
+    solver: str,
     solver_options: Optional[Dict[str, Any]] = None,
 ) -> Tensor:
     """LEG-TV maps for every example, channel and lambda in one batched LP solve.

@@ -34,9 +34,9 @@ from scipy.ndimage import gaussian_filter
 from torch import Tensor
 
 from captum_leg.models import IMAGENET_MEAN, IMAGENET_STD
+from captum_leg.targets import TargetType, parse_class_target
 
 PixelSpace = Union[str, Tuple[Sequence[float], Sequence[float]]]
-TargetType = Union[None, int, Sequence[int], Tensor]
 Steps = Union[int, Sequence[float], None]
 
 #: The paper's key-size masks.
@@ -46,6 +46,8 @@ FILLS: Tuple[str, ...] = MASKS + ("blur",)
 #: RISE's blur (Petsiuk et al. 2018): a Gaussian of sigma 5 pixels on 11 taps.
 BLUR_SIGMA = 5.0
 BLUR_RADIUS = 5
+#: Masked images per forward pass of the metrics when ``batch_size`` is left out.
+MASKED_PER_FORWARD = 64
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,17 +158,6 @@ def check_batch(batch_size: int) -> int:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     return batch_size
-
-
-def _targets(target: TargetType, n: int, device: torch.device) -> Optional[Tensor]:
-    if target is None:
-        return None
-    t = torch.as_tensor(target, device=device).long().flatten()
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ValueError(f"target must be an int or have one entry per input ({n}), got {t.numel()}")
-    return t
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,9 +308,8 @@ def prepare_masking(
     attributions = check_inputs(inputs, attributions)
     check_batch(batch_size)
     x = inputs.detach()
-    tgt = _targets(target, x.shape[0], x.device)
-    if tgt is None:
-        tgt = forward_func(x).argmax(-1)
+    tgt = parse_class_target(target, x.shape[0])
+    tgt = forward_func(x).argmax(-1) if tgt is None else tgt.to(x.device)
     fill = mask_fill(x, attributions, mask, pixel_space=pixel_space, shift=shift, seed=seed)
     counts = torch.round(fractions * x.shape[2] * x.shape[3]).long()
     return Masking(x, tgt, fill, pixel_ranks(attributions, seed), fractions, counts)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from captum_leg.settings import DEFAULT_LAM, DEFAULTS
+from captum_leg.settings import DEFAULT_GRID_CELLS, DEFAULT_LAM, DEFAULTS
 from captum_leg.evaluation.seeding import seeded_global_rng
 from captum_leg.grid import cell_index
 
@@ -22,7 +22,7 @@ GRAD_COST = 3  # forward-equivalents of one forward + backward
 DEFAULT_BATCH = 16
 #: Cells per side of the feature mask of Lime, KernelShap and feature ablation (LEG's
 #: default grid: 16-pixel cells at 224 x 224).
-DEFAULT_FEATURE_GRID = 14
+DEFAULT_FEATURE_GRID = DEFAULT_GRID_CELLS
 
 ExplainFn = Callable[[Tensor, Tensor, Optional[int]], Tensor]
 Model = Union[nn.Module, Callable[..., Tensor]]

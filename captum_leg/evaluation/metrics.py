@@ -15,7 +15,7 @@ Pixel order, pixel space and masks: see :mod:`captum_leg.evaluation.masking`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,13 +23,14 @@ from scipy.integrate import trapezoid
 from torch import Tensor
 
 from captum_leg.evaluation.masking import (
+    MASKED_PER_FORWARD,
     Masking,
     PixelSpace,
     Steps,
-    TargetType,
     check_steps,
     prepare_masking,
 )
+from captum_leg.targets import TargetType
 
 #: Default fractions for :func:`key_size`: fine where key sizes usually are (0.5 %
 #: steps up to 5 %), coarser above. 47 steps in (0, 1].
@@ -73,7 +74,7 @@ def key_size(
     *,
     pixel_space: PixelSpace = "imagenet",
     shift: float = _SHIFT,
-    batch_size: int = 64,
+    batch_size: int = MASKED_PER_FORWARD,
     seed: Optional[int] = 0,
 ) -> Tensor:
     """Smallest fraction of the most salient pixels whose masking changes the prediction.
@@ -181,7 +182,7 @@ def sensitivity_curve(
     apply_softmax: bool = True,
     pixel_space: PixelSpace = "imagenet",
     shift: float = _SHIFT,
-    batch_size: int = 64,
+    batch_size: int = MASKED_PER_FORWARD,
     seed: Optional[int] = 0,
 ) -> SensitivityCurve:
     """Target probability (and log-odds ratio) as the most salient pixels are masked.
@@ -217,7 +218,7 @@ def sensitivity_curves(
     target: TargetType = None,
     mask: str = "mean",
     steps: Steps = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> Dict[str, SensitivityCurve]:
     """:func:`sensitivity_curve` for several methods' maps of the same inputs.
 
@@ -280,7 +281,7 @@ def deletion_curve(
     apply_softmax: bool = False,
     pixel_space: PixelSpace = "imagenet",
     shift: float = _SHIFT,
-    batch_size: int = 64,
+    batch_size: int = MASKED_PER_FORWARD,
     seed: Optional[int] = 0,
 ) -> CausalCurve:
     """RISE's deletion curve: the response as the most salient pixels are removed.
@@ -320,7 +321,7 @@ def insertion_curve(
     *,
     apply_softmax: bool = False,
     pixel_space: PixelSpace = "imagenet",
-    batch_size: int = 64,
+    batch_size: int = MASKED_PER_FORWARD,
     seed: Optional[int] = 0,
 ) -> CausalCurve:
     """RISE's insertion curve: the response as the most salient pixels are revealed.

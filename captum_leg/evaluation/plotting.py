@@ -6,15 +6,18 @@ backend is selected and nothing needs closing (display it in a notebook, or save
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import numpy as np
 
 from captum_leg.evaluation.metrics import CausalCurve, SensitivityCurve
 from captum_leg.evaluation.randomization import CascadingResult
 
+if TYPE_CHECKING:  # matplotlib is imported when a figure is made
+    from matplotlib.figure import Figure
 
-def finish_figure(fig: Any, title: Optional[str], path: Optional[str]) -> Any:
+
+def finish_figure(fig: Figure, title: Optional[str], path: Optional[str]) -> Figure:
     """Title, tight layout, and (when ``path`` is given) save at 120 dpi."""
     if title:
         fig.suptitle(title)
@@ -28,7 +31,7 @@ def plot_sensitivity(
     curves: Mapping[str, SensitivityCurve],
     path: Optional[str] = None,
     title: Optional[str] = None,
-):
+) -> Figure:
     """Plot mean target probability and mean log-odds ratio against the masked fraction.
 
     Args:
@@ -60,7 +63,7 @@ def plot_causal_curves(
     path: Optional[str] = None,
     title: Optional[str] = None,
     ylabel: str = "target response",
-):
+) -> Figure:
     """Mean deletion and insertion curves of several methods, their mean areas in the legend.
 
     Args:
@@ -98,7 +101,7 @@ def plot_cascading(
     path: Optional[str] = None,
     image: Optional[np.ndarray] = None,
     title: Optional[str] = None,
-):
+) -> Figure:
     """Plot mean rank correlation against randomised layers for one or more methods.
 
     Args:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from captum_leg.evaluation.methods import build_method
+from captum_leg.targets import parse_class_target
 
 
 def explain_func(
@@ -55,11 +56,7 @@ def explain_func(
     x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device)
     if x.dim() != 4:
         raise ValueError(f"inputs must be (N, C, H, W), got shape {tuple(x.shape)}")
-    t = torch.as_tensor(np.asarray(targets), device=device).long().flatten()
-    if t.numel() == 1:
-        t = t.expand(x.shape[0])
-    if t.numel() != x.shape[0]:
-        raise ValueError(f"targets must have one entry per input ({x.shape[0]}), got {t.numel()}")
+    t = cast(Tensor, parse_class_target(np.asarray(targets), x.shape[0], "targets")).to(device)
     if method == "leg":
         from captum_leg import LEG
 
@@ -85,7 +82,8 @@ def make_explain_func(method: str = "leg", **defaults: Any) -> Callable[..., np.
         f(model=model, inputs=x_batch, targets=y_batch)
     """
 
-    def f(model, inputs, targets, **kwargs: Any) -> np.ndarray:
+    def f(model: Union[nn.Module, Callable[..., Tensor]], inputs: np.ndarray,
+          targets: Union[np.ndarray, Sequence[int], int], **kwargs: Any) -> np.ndarray:
         return explain_func(model, inputs, targets, **{"method": method, **defaults, **kwargs})
 
     return f

@@ -20,6 +20,7 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from captum_leg.evaluation.seeding import seeded_global_rng
+from captum_leg.targets import parse_class_target
 
 #: ``explain(model, inputs, target, seed) -> attributions`` shaped like ``inputs``.
 ExplainWithModel = Callable[[nn.Module, Tensor, Tensor, Optional[int]], Tensor]
@@ -180,7 +181,10 @@ def cascading_randomization(
     unknown = [n for n in names if n not in modules]
     if unknown:
         raise ValueError(f"layers: unknown module names {unknown}")
-    target = torch.as_tensor(target, device=inputs.device).long().flatten()
+    classes = parse_class_target(target, inputs.shape[0])
+    if classes is None:
+        raise TypeError("target: expected the (N,) classes to explain, got None")
+    target = classes.to(inputs.device)
     original = explain(model, inputs, target, seed).detach()
     second = explain(model, inputs, target, floor_seed).detach()
     floor, floor_abs = spearman(original, second), spearman(original.abs(), second.abs())

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from captum_leg.grid import GridShape
+from captum_leg.grid import GridShape, check_grid_shape
 from captum_leg.solvers.problem import TVProblem, TVSolution
-from captum_leg.solvers.registry import get_solver, resolve_backend
+from captum_leg.solvers.registry import DEFAULT_SOLVER, get_solver, resolve_backend
 
 ArrayLike = Union[Tensor, np.ndarray]
 ScalarOrSeq = Union[float, Sequence[float], np.ndarray, Tensor]
-
-
-def _check_grid_shape(grid_shape: Any) -> GridShape:
-    bad = TypeError(f"grid_shape must be an int or a tuple of ints, got {grid_shape!r}")
-    if isinstance(grid_shape, (str, bytes, bool)):
-        raise bad
-    if isinstance(grid_shape, numbers.Integral):
-        items = [grid_shape]
-    else:
-        try:  # tuples, lists, numpy arrays, torch.Size
-            items = list(grid_shape)
-        except TypeError:
-            raise bad from None
-    if not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in items):
-        raise bad
-    if not items or any(int(k) < 1 for k in items):
-        raise ValueError(f"grid_shape must hold one or more positive ints, got {grid_shape!r}")
-    return tuple(int(k) for k in items)
 
 
 def _per_map(value: ScalarOrSeq, B: int, name: str) -> Tensor:
@@ -95,7 +76,7 @@ def make_problem(
     Raises:
         TypeError, ValueError: naming the offending argument.
     """
-    shape = _check_grid_shape(grid_shape)
+    shape = check_grid_shape("grid_shape", grid_shape)
     m = _check_moments(moments, shape)
     B = int(m.shape[0])
     s = _per_map(noise_levels, B, "noise_level")
@@ -112,7 +93,7 @@ def solve_tv_batch(
     grid_shape: Union[int, Sequence[int]],
     noise_levels: ScalarOrSeq,
     lams: ScalarOrSeq,
-    solver: str = "auto",
+    solver: str = DEFAULT_SOLVER,
     **options: Any,
 ) -> TVSolution:
     """Solve many LEG-TV maps on one grid in one call.
@@ -149,7 +130,7 @@ def solve_tv(
     grid_shape: Union[int, Sequence[int]],
     noise_level: float,
     lam: float,
-    solver: str = "auto",
+    solver: str = DEFAULT_SOLVER,
     **options: Any,
 ) -> ArrayLike:
     """Solve one LEG-TV map.
@@ -169,7 +150,7 @@ def solve_tv(
     if not isinstance(moment, (np.ndarray, Tensor)):
         raise TypeError(f"moment must be a torch.Tensor or numpy.ndarray, got {type(moment).__name__}")
     for name, v in (("noise_level", noise_level), ("lam", lam)):
-        if np.ndim(v.detach().cpu().numpy() if isinstance(v, Tensor) else v) != 0:
+        if not _is_scalar(v):
             raise TypeError(f"{name} must be a scalar for solve_tv (use solve_tv_batch for many maps)")
     sol = solve_tv_batch(moment.reshape(1, -1), grid_shape, noise_level, lam, solver=solver, **options)
     g = sol.maps[0]
@@ -177,3 +158,7 @@ def solve_tv(
         out = g.cpu().numpy()
         return out.astype(moment.dtype) if np.issubdtype(moment.dtype, np.floating) else out
     return g
+
+
+def _is_scalar(value: object) -> bool:
+    return value.dim() == 0 if isinstance(value, Tensor) else np.ndim(np.asarray(value)) == 0

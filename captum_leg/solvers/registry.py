@@ -75,6 +75,10 @@ BUILTIN_SOLVERS: Dict[str, Union[Lazy, Alias]] = {
     "auto": Lazy("captum_leg.solvers.auto", "auto_choice"),
 }
 
+#: The entry used when no backend is named (``attribute``'s default, via
+#: :data:`captum_leg.settings.DEFAULT_SOLVER`, and :func:`~captum_leg.solvers.solve_tv`'s).
+DEFAULT_SOLVER = "auto"
+
 _table: Dict[str, Union[Factory, Alias]] = dict(BUILTIN_SOLVERS)
 _instances: Dict[str, Entry] = {}
 
