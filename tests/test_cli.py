@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -592,11 +593,41 @@ def _markdown_cells(line: str) -> list:
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
 
 
-def test_demo_runs_and_reports(tmp_path, capsys):
+def test_demo_runs_and_reports(tmp_path, capsys, monkeypatch):
     pytest.importorskip("skimage")
     pytest.importorskip("efficientnet_lite_pytorch")
+    from matplotlib.collections import LineCollection
+
+    from captum_leg import cli
+    from captum_leg.cli import demo
+
+    monkeypatch.setattr(demo, "IG_STEPS", 2)  # keep the test fast
+    figures = []
+    real = cli._save_figure
+
+    def keep(fig, path, *a, **k):
+        figures.append(fig)
+        real(fig, path, *a, **k)
+
+    monkeypatch.setattr(cli, "_save_figure", keep)
     out = tmp_path / "demo.png"
     assert main(["demo", "--out", str(out), "--n-samples", "4"]) == 0
     log = capsys.readouterr().out
-    assert "predicted class" in log and str(out.resolve()) in log and "LEG and LEG-TV" in log and "forward passes" in log
+    assert "predicted class" in log and str(out.resolve()) in log
+    # each method's cost: LEG's 3 channels x 4 samples, IG's steps forward and backward
+    rows = {line[:34].strip(): line[34:].split() for line in log.splitlines()}
+    assert rows["LEG and LEG-TV (lam 0.1, 0.3)"][:2] == ["12", "0"]
+    assert rows["IntegratedGradients (2 steps)"][:2] == ["2", "2"]
+    assert "|LEG / SE| > 2" not in log
+    found = re.search(r"(\d+) of 196 cells of the channels' sum are non-zero at a false-discovery rate of 5%", log)
+    assert found, log
     assert out.stat().st_size > 5000
+    # photo | LEG with its significant cells outlined | LEG-TV 0.1 | LEG-TV 0.3 | IG, on the photo
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    titles = [ax.get_title() for ax in axes]
+    assert len(axes) == 5 and titles[0] == "photo"
+    assert f"{found.group(1)} of 196 cells outlined" in titles[1]
+    assert "LEG-TV λ=0.1" in titles[2] and "LEG-TV λ=0.3" in titles[3] and "IntegratedGradients" in titles[4]
+    assert [sum(isinstance(c, LineCollection) for c in ax.collections) for ax in axes] == [0, 1, 0, 0, 0]
+    assert all(len(ax.get_images()) == 2 for ax in axes[1:])  # the map over the photo

@@ -18,10 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 NOTEBOOK = DOCS / "tutorials" / "leg_vs_integrated_gradients.ipynb"
-METHODS = ["LEG", "LEG-TV λ=0.1", "LEG-TV λ=0.3", "IG (× input)", "IG (gradient)",
-           "Saliency", "SmoothGrad"]
+METHODS = ["LEG", "LEG-TV λ=0.1", "LEG-TV λ=0.3", "LEG gradient path", "IG (× input)",
+           "IG (gradient)", "Saliency", "SmoothGrad"]
 NOTEBOOK_1D = DOCS / "tutorials" / "leg_1d_signals.ipynb"
-METHODS_1D = ["LEG", "IG (× input)", "IG (gradient)"]
+METHODS_1D = ["LEG", "LEG gradient path", "IG (× input)", "IG (gradient)"]
 # LEG-TV on 1-D grids needs the LP backends' N-D support: until then the notebook says
 # it skipped LEG-TV (and why) instead of printing its rows.
 LEG_TV_1D = "LEG-TV λ="
@@ -41,6 +41,17 @@ def _outputs_text(nb: dict) -> str:
     return "\n".join(parts)
 
 
+def _check_outputs(text: str) -> None:
+    for name in METHODS:
+        assert name in text
+    # significance at a false-discovery rate, not a raw |LEG / SE| > 2 count; the
+    # gradient path's cost and its comparison with the black-box map
+    assert "cells are non-zero at FDR 5% (Benjamini-Hochberg)" in text
+    assert "> 2" not in text
+    assert re.search(r"gradient path: \d+ forward and \d+ backward passes", text)
+    assert "cells where they differ at FDR 5%" in text
+
+
 def test_stored_notebook_has_full_run_outputs():
     nb = json.loads(NOTEBOOK.read_text())
     text = _outputs_text(nb)
@@ -48,9 +59,11 @@ def test_stored_notebook_has_full_run_outputs():
     assert not any(o.get("output_type") == "error"
                    for c in nb["cells"] for o in c.get("outputs", []))
     n_png = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
-    assert n_png >= 3
-    for name in METHODS:
-        assert name in text
+    assert n_png >= 5
+    _check_outputs(text)
+    # LEG at its defaults: 1000 perturbations per channel, 332 for the gradient path
+    assert "3000 forward passes (1000 per channel)" in text
+    assert "gradient path: 996 forward and 996 backward passes" in text
 
 
 def _execute_fast(path: Path, monkeypatch, tmp_path) -> str:
@@ -73,8 +86,7 @@ def test_notebook_executes_in_fast_mode(monkeypatch, tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch", reason="captum-leg[models] is not installed")
     text = _execute_fast(NOTEBOOK, monkeypatch, tmp_path)
     assert "FAST=True" in text
-    for name in METHODS:
-        assert name in text
+    _check_outputs(text)
 
 
 def _check_1d_outputs(text: str) -> None:
@@ -82,7 +94,10 @@ def _check_1d_outputs(text: str) -> None:
         assert name in text
     assert LEG_TV_1D in text
     # The accuracy table and the cost of each method are printed.
-    assert "corr" in text and "forwards" in text and "forward passes per signal" in text
+    assert "corr" in text and "forwards" in text and "backwards" in text
+    assert "forward and 0 backward passes per signal" in text  # LEG, a black box
+    # significance at a false-discovery rate, not a raw |LEG / SE| > 2 count
+    assert "cells non-zero at FDR 5% per signal" in text and "> 2" not in text
 
 
 def test_stored_1d_notebook_has_full_run_outputs():
@@ -95,6 +110,9 @@ def test_stored_1d_notebook_has_full_run_outputs():
     n_png = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
     assert n_png >= 3
     _check_1d_outputs(text)
+    # LEG at its defaults: 1000 perturbations per channel, 332 for the gradient path
+    assert "LEG: 1000 forward and 0 backward passes per signal" in text
+    assert "gradient path: 332 forward and 332 backward passes per signal" in text
 
 
 @pytest.mark.slow

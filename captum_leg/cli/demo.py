@@ -1,19 +1,20 @@
-"""``captum-leg demo``: LEG, its significance and LEG-TV of skimage's cat photo with the
-built-in EfficientNet-Lite0, in one picture."""
+"""``captum-leg demo``: LEG, LEG-TV and IntegratedGradients of skimage's cat photo with the
+built-in EfficientNet-Lite0, in one picture, with LEG's significant cells outlined and
+what each method cost."""
 
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Tuple, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from captum_leg.cli.console import log
-from captum_leg.cli.images import saliency_picture, unit_image
+from captum_leg.cli.images import unit_image
 from captum_leg.cli.options import size_options
 from captum_leg.cli.outputs import FigureSaver, save_figure
 from captum_leg.cli.sharding import device_and_shard
@@ -21,15 +22,29 @@ from captum_leg.cli.sharding import device_and_shard
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from captum_leg.run import RunRecord
+    from captum_leg.significance import CellSignificance
 
 #: The lambdas pictured: 0 is the LEG estimate itself, then two LEG-TV maps.
 _LAMS = (0.0, 0.1, 0.3)
+#: IntegratedGradients' steps: as many forward and backward passes (the README gallery's).
+IG_STEPS = 50
+#: IntegratedGradients' examples per forward-backward call, small enough for 2 GB of RAM.
+_IG_BATCH = 10
+#: The false-discovery rate of the outlined cells.
+FDR = 0.05
+
+
+class Cost(NamedTuple):
+    """What one attribution spent on one image."""
+
+    forward_passes: int
+    backward_passes: int
+    seconds: float
 
 
 def run(args: argparse.Namespace, save_figure: FigureSaver = save_figure) -> int:
     """The ``demo`` command; returns its exit status."""
-    from captum_leg import LEG
+    from captum_leg.significance import significant_cells
 
     photo = _cat_photo()
     device, _ = device_and_shard(args.device)
@@ -38,22 +53,20 @@ def run(args: argparse.Namespace, save_figure: FigureSaver = save_figure) -> int
     t0 = time.perf_counter()
     model, x, cls, p = _classify(photo, device)
     log(f"predicted class {cls} (p = {p:.3f}); model loaded in {time.perf_counter() - t0:.1f} s")
-    leg = LEG(model)
-    t1 = time.perf_counter()
-    # LEG at its defaults; lam 0 is the estimate itself, so LEG and both LEG-TV maps come
-    # from one set of samples, and the standard error is the estimate's
-    path, se = cast(Tuple[Tensor, Tensor], leg.attribute_tv_path(
-        x, target=cls, lams=list(_LAMS), return_standard_error=True, seed=args.seed,
-        perturbations_per_eval=args.perturbations_per_eval, **size_options(args)))
-    seconds = time.perf_counter() - t1
-    z = (path[0] / se)[0]
-    caption = _report(leg.last_run, seconds, float((z.abs() > 2).float().mean()))
+    path, se, leg_cost, rse = _leg(model, x, cls, args)
+    # one test per cell of the channels' sum (the map drawn), Benjamini-Hochberg
+    sig = significant_cells(path[0], se, fdr=FDR, combine="sum", grid_size=args.grid_size)
+    ig, ig_cost = _integrated_gradients(model, x, cls)
+    _report(leg_cost, rse, sig, ig_cost)
+    n_sig = int(sig.n_significant[0, 0])
     maps = {
-        "LEG": path[0, 0].cpu().numpy(),
-        "|LEG / standard error|": z.abs().amax(0).cpu().numpy(),
-        **{f"LEG-TV lam={lam}": path[k, 0].cpu().numpy() for k, lam in enumerate(_LAMS) if k},
+        f"LEG ({leg_cost.forward_passes} forward)\n{n_sig} of {sig.n_cells} cells outlined": path[0, 0],
+        **{f"LEG-TV λ={lam}\n(the same samples)": path[k, 0] for k, lam in enumerate(_LAMS) if k},
+        f"IntegratedGradients\n({IG_STEPS} forward + backward)": ig[0],
     }
-    fig = _figure(maps, x, f"EfficientNet-Lite0, class {cls}, {caption}")
+    title = (f"EfficientNet-Lite0, class {cls} (p = {p:.2f}); |sum over channels| on the photo; "
+             f"outlined: LEG's cells non-zero at FDR {FDR:.0%}")
+    fig = comparison_figure(unit_image(x, "imagenet"), maps, sig.mask[0], title)
     save_figure(fig, out)
     log(f"wrote {out.resolve()} (total {time.perf_counter() - t0:.1f} s)")
     return 0
@@ -80,21 +93,61 @@ def _classify(photo: np.ndarray, device: torch.device) -> Tuple[nn.Module, Tenso
     return model, x, cls, float(prob[0, cls])
 
 
-def _report(run: Optional[RunRecord], seconds: float, significant: float) -> str:
-    """Log what the run spent and found; the figure's caption of it."""
+def _leg(model: nn.Module, x: Tensor, cls: int, args: argparse.Namespace) -> Tuple[Tensor, Tensor, Cost, float]:
+    """LEG and both LEG-TV maps ``(3, 1, C, H, W)``, LEG's standard error, the cost and
+    the relative standard error reached."""
+    from captum_leg import LEG
+
+    leg = LEG(model)
+    start = time.perf_counter()
+    # LEG at its defaults; lam 0 is the estimate itself, so LEG and both LEG-TV maps come
+    # from one set of samples, and the standard error is the estimate's
+    path, se = cast(Tuple[Tensor, Tensor], leg.attribute_tv_path(
+        x, target=cls, lams=list(_LAMS), return_standard_error=True, seed=args.seed,
+        perturbations_per_eval=args.perturbations_per_eval, **size_options(args)))
+    seconds = time.perf_counter() - start
+    run = leg.last_run
     if run is None or run.relative_standard_error is None:  # recorded by every call asking for SEs
         raise RuntimeError("LEG did not record the run's standard error")
-    rse = float(run.relative_standard_error[0])
+    cost = Cost(run.forward_passes, run.backward_passes, seconds)
+    return path, se, cost, float(run.relative_standard_error[0])
+
+
+def _integrated_gradients(model: nn.Module, x: Tensor, cls: int) -> Tuple[Tensor, Cost]:
+    """Captum's IntegratedGradients from the mean image (0 after normalisation)."""
+    from captum.attr import IntegratedGradients
+
+    start = time.perf_counter()
+    ig = IntegratedGradients(model).attribute(
+        x, baselines=0.0, target=cls, n_steps=IG_STEPS, internal_batch_size=_IG_BATCH)
+    return ig.detach(), Cost(IG_STEPS, IG_STEPS, time.perf_counter() - start)
+
+
+def _report(leg: Cost, rse: float, sig: CellSignificance, ig: Cost) -> None:
+    """Log what each method spent, and what LEG's standard errors say."""
+    tv = ", ".join(map(str, _LAMS[1:]))
+    log(f"{'method':34s} {'forward':>8s} {'backward':>9s} {'seconds':>8s}")
+    for name, cost in ((f"LEG and LEG-TV (lam {tv})", leg), (f"IntegratedGradients ({IG_STEPS} steps)", ig)):
+        log(f"{name:34s} {cost.forward_passes:8d} {cost.backward_passes:9d} {cost.seconds:8.1f}")
     log(
-        f"LEG and LEG-TV (lam {', '.join(map(str, _LAMS[1:]))}): {seconds:.1f} s for {run.forward_passes} forward passes "
-        f"({run.samples_per_channel} per channel); relative standard error "
-        f"{rse:.2f}; {100 * significant:.1f}% of cells have "
-        "|LEG / SE| > 2 (noise alone: 4.6%)"
+        f"LEG: relative standard error {rse:.2f}; {int(sig.n_significant[0, 0])} of {sig.n_cells} cells "
+        f"of the channels' sum are non-zero at a false-discovery rate of {sig.fdr:.0%} "
+        "(Benjamini-Hochberg, one test per cell)"
     )
-    return f"n = {run.samples_per_channel} per channel, relative SE {rse:.2f}"
 
 
-def _figure(maps: Dict[str, np.ndarray], x: Tensor, title: str) -> Figure:
-    fig = saliency_picture(unit_image(x, "imagenet"), maps)
-    fig.suptitle(title, y=1.06)
+def comparison_figure(
+    image01: np.ndarray, maps: Mapping[str, Tensor], mask: Tensor, title: str
+) -> Figure:
+    """The photo, then each map on it (|sum over channels|, "overlay" style), with ``mask``
+    (the first map's significant cells) outlined on the first map's panel."""
+    from captum_leg.visualization import draw_mask_outline, visualize_saliency_multiple
+
+    fig, axes = visualize_saliency_multiple(
+        {name: m.detach().cpu() for name, m in maps.items()}, image=image01, style="overlay",
+        sign="absolute_value", channel_reduction="sum", cmap="jet", alpha_overlay=0.7,
+        image_title="photo", panel_size=3.0)
+    draw_mask_outline(axes[0, 1], mask.cpu(), color="white", linewidth=1.2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()  # again, now making room for the title
     return fig
