@@ -37,6 +37,7 @@ import dataclasses
 import csv
 import time
 from pathlib import Path
+from math import nan
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -51,6 +52,7 @@ from captum_leg.estimators import (
     RidgeEstimator,
     resolve_estimator,
 )
+from captum_leg.estimators.tv import leg_tv
 from captum_leg.models import load_efficientnet_lite0
 from captum_leg.run import estimate_groups, relative_standard_error
 
@@ -110,8 +112,9 @@ def record_run(model, x, target, grid, n, scheme, perturb, seed):  # type: ignor
     return call, data, seconds
 
 
-def evaluate(call, data, label: str, units: int, scheme: str) -> Tuple[np.ndarray, np.ndarray, float]:  # type: ignore[no-untyped-def]
-    """Per-channel maps and standard errors ``(C, k, k)`` from the first ``units`` units."""
+def evaluate(call, data, label: str, units: int, scheme: str, lams=()) -> Tuple[np.ndarray, np.ndarray, float, List[np.ndarray]]:  # type: ignore[no-untyped-def]
+    """Per-channel maps and standard errors ``(C, k, k)`` from the first ``units`` units,
+    and the LEG-TV maps fed by the estimate, one per lambda in ``lams``."""
     est = estimator(label)
     paired = scheme != "gaussian"
     accs, contexts = [], []
@@ -123,9 +126,13 @@ def evaluate(call, data, label: str, units: int, scheme: str) -> Tuple[np.ndarra
                                      lambda f=feats: iter([f[:units]]), scheme == "orthogonal"))
     estimates = estimate_groups(est, accs, contexts)
     rse = float(relative_standard_error(estimates)[0])
-    maps = [m[0].numpy() for m in _maps(call, estimates, "coef")]
+    blocks = _maps(call, estimates, "coef")
     ses = [m[0].numpy() for m in _maps(call, estimates, "standard_error")]
-    return maps[0], ses[0], rse
+    tv: List[np.ndarray] = []
+    if lams:
+        layout = call.plan.layouts[0]
+        tv = [t[0].numpy() for t in leg_tv(blocks[0], layout.grid, layout.noise_levels, list(lams), "auto")]
+    return blocks[0][0].numpy(), ses[0], rse, tv
 
 
 def _maps(call, estimates, field):  # type: ignore[no-untyped-def]
@@ -155,6 +162,10 @@ def main() -> None:
                     help=f"registered names or variants {sorted(VARIANTS)}")
     ap.add_argument("--gradient-budgets", default="",
                     help="samples per channel for estimator='gradient' (autograd; forward+backward passes), comma-separated")
+    ap.add_argument("--tv-lams", default="",
+                    help="LEG-TV lambdas, comma-separated: each --tv-estimators map at each budget also feeds "
+                    "LEG-TV (rows ESTIMATOR+tvLAM; column zero: share of cells exactly 0)")
+    ap.add_argument("--tv-estimators", default="ridge", help="estimators whose maps feed LEG-TV")
     ap.add_argument("--perturb", default="channel", choices=["channel", "joint"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for results.csv and results.md")
@@ -178,6 +189,7 @@ def main() -> None:
     if args.images != "all":
         names = args.images.split(",")
     budgets = sorted(int(b) for b in args.budgets.split(","))
+    tv_lams = [float(v) for v in args.tv_lams.split(",") if v]
     # channels_last: the same model, about a quarter faster on CPU.
     model = load_efficientnet_lite0().to(memory_format=torch.channels_last)
     ref_key = "per_channel" if args.perturb == "channel" else "joint"
@@ -197,18 +209,17 @@ def main() -> None:
                 for est in args.estimators.split(","):
                     if units < estimator(est).min_units(call.plan.groups[0], not paired):
                         continue  # least squares needs more samples than cells
-                    maps, ses, rse = evaluate(call, data, est, units, scheme)
+                    lams = tv_lams if est in args.tv_estimators.split(",") else []
+                    maps, ses, rse, tv = evaluate(call, data, est, units, scheme, lams)
+                    common = dict(image=name, scheme=scheme, n=n, forward_passes=len(data) * n + (0 if paired else 1),
+                                  seconds=seconds * n / budgets[-1])
                     z = (maps - truth) / ses
                     rows.append(dict(
-                        image=name, scheme=scheme, estimator=est, n=n,
-                        forward_passes=len(data) * n + (0 if paired else 1),
-                        rel=float(np.linalg.norm(maps.sum(0) - truth.sum(0)) / np.linalg.norm(truth.sum(0))),
-                        corr=corr(maps.sum(0), truth.sum(0)),
-                        rel_c=float(np.linalg.norm(maps - truth) / np.linalg.norm(truth)),
-                        rse=rse, z_rms=float(np.sqrt(np.mean(z**2))),
-                        cover=float(np.mean(np.abs(maps - truth) <= 2 * ses)),
-                        seconds=seconds * n / budgets[-1],
-                    ))
+                        common, estimator=est, **accuracy(maps, truth), rse=rse, z_rms=float(np.sqrt(np.mean(z**2))),
+                        cover=float(np.mean(np.abs(maps - truth) <= 2 * ses))))
+                    for lam, tv_map in zip(lams, tv):  # no standard errors for LEG-TV
+                        rows.append(dict(common, estimator=f"{est}+tv{lam:g}", **accuracy(tv_map, truth),
+                                         rse=nan, z_rms=nan, cover=nan))
             print(f"{name} {scheme}: {seconds:.0f} s for n = {budgets[-1]}", flush=True)
         for n in [int(b) for b in args.gradient_budgets.split(",") if b]:
             rows.append(gradient_row(model, x, target, truth, name, n, args))
@@ -233,21 +244,35 @@ def gradient_row(model, x, target, truth, name, n, args) -> Dict[str, object]:  
     return dict(
         image=name, scheme="orthogonal", estimator="gradient", n=n,
         forward_passes=leg.last_run.forward_passes,  # as many backward passes
-        rel=float(np.linalg.norm(maps.sum(0) - truth.sum(0)) / np.linalg.norm(truth.sum(0))),
-        corr=corr(maps.sum(0), truth.sum(0)),
-        rel_c=float(np.linalg.norm(maps - truth) / np.linalg.norm(truth)),
-        rse=float(leg.last_run.relative_standard_error[0]), z_rms=float(np.sqrt(np.mean(z**2))),
+        **accuracy(maps, truth), rse=float(leg.last_run.relative_standard_error[0]), z_rms=float(np.sqrt(np.mean(z**2))),
         cover=float(np.mean(np.abs(z) <= 2)), seconds=seconds,
     )
 
 
+def accuracy(maps: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
+    """Errors of per-channel maps ``(C, k, k)``; ``zero``: the share of cells exactly 0."""
+    return dict(
+        rel=float(np.linalg.norm(maps.sum(0) - truth.sum(0)) / np.linalg.norm(truth.sum(0))),
+        corr=corr(maps.sum(0), truth.sum(0)),
+        rel_c=float(np.linalg.norm(maps - truth) / np.linalg.norm(truth)),
+        zero=float(np.mean(maps == 0)),
+    )
+
+
 def _typed(row: Dict[str, str]) -> Dict[str, object]:
-    return {k: (v if k in ("image", "scheme", "estimator") else float(v) if "." in v else int(v)) for k, v in row.items()}
+    def number(v: str) -> object:
+        try:
+            return int(v)
+        except ValueError:
+            return float(v) if v else nan  # files written before a column existed
+
+    return {k: (v if k in ("image", "scheme", "estimator") else number(v)) for k, v in row.items()}
 
 
 def write(out: Path, rows: List[Dict[str, object]]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields, restval="")
         w.writeheader()
         w.writerows(rows)
     (out / "results.md").write_text(summarise(rows) + "\n")
@@ -256,18 +281,23 @@ def write(out: Path, rows: List[Dict[str, object]]) -> None:
 def summarise(rows: List[Dict[str, object]]) -> str:
     keys = sorted({(r["scheme"], r["estimator"], r["n"]) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
     lines = [
-        "| scheme | estimator | n per channel | forward passes | rel | corr | min corr | z-rms | cover | rse | rel_c | images |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scheme | estimator | n per channel | forward passes | rel | corr | min corr | z-rms | cover | rse | rel_c | zero | images |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scheme, est, n in keys:
         sel = [r for r in rows if (r["scheme"], r["estimator"], r["n"]) == (scheme, est, n)]
-        m = {k: float(np.mean([r[k] for r in sel])) for k in ("rel", "corr", "z_rms", "cover", "rse", "rel_c")}
+        m = {k: float(np.mean([r.get(k, nan) for r in sel])) for k in ("rel", "corr", "z_rms", "cover", "rse", "rel_c", "zero")}
         lines.append(
             f"| {scheme} | {est} | {n} | {sel[0]['forward_passes']} | {m['rel']:.3f} | {m['corr']:.3f} | "
-            f"{min(float(r['corr']) for r in sel):.3f} | {m['z_rms']:.2f} | {m['cover']:.3f} | "
-            f"{m['rse']:.3f} | {m['rel_c']:.3f} | {len(sel)} |"
+            f"{min(float(r['corr']) for r in sel):.3f} | {_blank(m['z_rms'], '.2f')} | {_blank(m['cover'], '.3f')} | "
+            f"{_blank(m['rse'], '.3f')} | {m['rel_c']:.3f} | {_blank(m['zero'], '.2f')} | {len(sel)} |"
         )
     return "\n".join(lines)
+
+
+def _blank(value: float, fmt: str) -> str:
+    """A table cell: blank where the quantity does not exist (LEG-TV's SE, old files' zero share)."""
+    return "" if np.isnan(value) else format(value, fmt)
 
 
 if __name__ == "__main__":

@@ -77,10 +77,9 @@ class NoiseStream:
             normals = sum(g.n_edges + 1 for g in self.grids)
             self.block_units = max(1, min(_BLOCK_UNITS, _BLOCK_NORMALS // normals))
         self._buffer: Optional[Tensor] = None
+        self._basis: Optional[_OrthogonalBlock] = None
 
     def _draw_block(self) -> Tensor:
-        if self.orthogonal:
-            return self._draw_orthogonal_block()
         parts = []
         for g in self.grids:
             # float32 normals: several times faster to draw, plenty for Monte-Carlo noise.
@@ -88,14 +87,14 @@ class NoiseStream:
             parts.append(g.flat(g.standard_from_normal(z)))
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
-    def _draw_orthogonal_block(self) -> Tensor:
-        """``P`` white draws with orthonormal directions and chi lengths, then shaped by ``K^{1/2}``."""
-        p = self.block_units
-        gauss = torch.randn(p, p, generator=self.generator, dtype=torch.float64)
-        q, r = torch.linalg.qr(gauss)
-        q = q * torch.sign(torch.diagonal(r))  # a Haar-distributed orthogonal matrix
-        lengths = torch.randn(p, p, generator=self.generator, dtype=torch.float32).norm(dim=1)
-        white = q.T * lengths.to(torch.float64)[:, None]  # row i: length_i * direction_i
+    def _draw_orthogonal(self, need: int) -> Tensor:
+        """At least ``need`` more draws of the current orthogonal block (a new one when it is spent)."""
+        if self._basis is None or self._basis.done == self.block_units:
+            self._basis = _OrthogonalBlock(self.block_units, self.generator)
+        return self._shape(self._basis.more(need))
+
+    def _shape(self, white: Tensor) -> Tensor:
+        """White draws ``(m, P)`` shaped by each grid's ``K^{1/2}``."""
         parts, lo = [], 0
         for g in self.grids:
             u = g.unflat(white[:, lo : lo + g.p].to(device=g.device, dtype=g.dtype))
@@ -109,8 +108,42 @@ class NoiseStream:
         need = n_units
         while need > 0:
             if self._buffer is None or self._buffer.shape[0] == 0:
-                self._buffer = self._draw_block()
+                self._buffer = self._draw_orthogonal(need) if self.orthogonal else self._draw_block()
             part, self._buffer = self._buffer[:need], self._buffer[need:]
             parts.append(part)
             need -= part.shape[0]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class _OrthogonalBlock:
+    """``P`` white draws with Haar-random orthonormal directions and chi lengths, made
+    as they are used.
+
+    The block's random numbers are drawn whole when it is opened, so the stream does not
+    depend on how it is consumed. The directions are the Gram-Schmidt orthonormalisation
+    of the Gaussian matrix's columns (the Q of its QR with a positive diagonal of R: Haar
+    distributed), and the first ``m`` of them depend on its first ``m`` columns only: they
+    are computed on demand, block Gram-Schmidt with reorthogonalisation, so a call that
+    uses ``m`` of ``P`` units pays ``O(P m^2)``, not the ``O(P^3)`` of a full basis.
+    """
+
+    def __init__(self, p: int, generator: torch.Generator):
+        self.gauss = torch.randn(p, p, generator=generator, dtype=torch.float64)
+        self.lengths = torch.randn(p, p, generator=generator, dtype=torch.float32).norm(dim=1).to(torch.float64)
+        self.basis = torch.empty(p, p, dtype=torch.float64)
+        self.done = 0  # directions computed and handed out
+
+    def more(self, count: int) -> Tensor:
+        """The next white draws, ``(m, P)``: at least ``count`` (or what is left), and at
+        least as many as were made before, so that extensions are few and well sized."""
+        p = self.gauss.shape[0]
+        lo = self.done
+        hi = min(p, lo + max(count, lo))
+        known = self.basis[:, :lo]
+        new = self.gauss[:, lo:hi]
+        for _ in range(2):  # twice is enough (Giraud et al., 2005)
+            new = new - known @ (known.T @ new)
+        q, r = torch.linalg.qr(new)
+        self.basis[:, lo:hi] = q * torch.sign(torch.diagonal(r))
+        self.done = hi
+        return self.basis[:, lo:hi].T * self.lengths[lo:hi, None]
