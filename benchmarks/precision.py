@@ -16,12 +16,15 @@ the mean over images of
   calibrated standard errors; the references' own Monte-Carlo error pushes it up a
   little); ``cover``: share of cells with ``|est - ref| <= 2 SE``;
 * ``rse``: the relative standard error the call reports (``LEG.last_run``), next to the
-  true relative error ``rel_c`` of the per-channel maps it predicts.
+  true relative error ``rel_c`` of the per-channel maps it predicts;
+* ``zero`` and ``flat``: the share of cells exactly 0 and of neighbouring cells with
+  equal values (LEG-TV's maps, rows ``ESTIMATOR+tvLAM`` with ``--tv-lams``, are
+  piecewise constant).
 
     python benchmarks/precision.py --references PATH.npz --images dogcat,shark
     python benchmarks/precision.py --references PATH.npz --images all --budgets 250,500,1000,2000 \
         --schemes orthogonal --estimators ridge,ridge-white,ridge-evidence,least_squares,moment \
-        --gradient-budgets 332 --out docs/results/precision/orthogonal_all20
+        --tv-lams 0.05,0.1,0.3 --gradient-budgets 332 --out docs/results/precision/orthogonal_all20
 
 Estimators are registered names or the ridge variants of :data:`VARIANTS`
 ("ridge-evidence" is captum-leg 0.1's default estimator). CPU cost: one budget-``n`` run
@@ -164,7 +167,8 @@ def main() -> None:
                     help="samples per channel for estimator='gradient' (autograd; forward+backward passes), comma-separated")
     ap.add_argument("--tv-lams", default="",
                     help="LEG-TV lambdas, comma-separated: each --tv-estimators map at each budget also feeds "
-                    "LEG-TV (rows ESTIMATOR+tvLAM; column zero: share of cells exactly 0)")
+                    "LEG-TV (rows ESTIMATOR+tvLAM; columns zero: share of cells exactly 0, flat: share of "
+                    "neighbouring cells with equal values)")
     ap.add_argument("--tv-estimators", default="ridge", help="estimators whose maps feed LEG-TV")
     ap.add_argument("--perturb", default="channel", choices=["channel", "joint"])
     ap.add_argument("--seed", type=int, default=0)
@@ -256,7 +260,16 @@ def accuracy(maps: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
         corr=corr(maps.sum(0), truth.sum(0)),
         rel_c=float(np.linalg.norm(maps - truth) / np.linalg.norm(truth)),
         zero=float(np.mean(maps == 0)),
+        flat=flat_share(maps),
     )
+
+
+def flat_share(maps: np.ndarray) -> float:
+    """Share of neighbouring cells (both axes, every channel) with equal values: how
+    piecewise constant a map is (LEG-TV's sparsity is in the differences)."""
+    tol = 1e-6 * float(np.abs(maps).max())
+    diffs = [np.abs(np.diff(maps, axis=a)) <= tol for a in (1, 2)]
+    return float(sum(d.sum() for d in diffs) / sum(d.size for d in diffs))
 
 
 def _typed(row: Dict[str, str]) -> Dict[str, object]:
@@ -281,16 +294,16 @@ def write(out: Path, rows: List[Dict[str, object]]) -> None:
 def summarise(rows: List[Dict[str, object]]) -> str:
     keys = sorted({(r["scheme"], r["estimator"], r["n"]) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
     lines = [
-        "| scheme | estimator | n per channel | forward passes | rel | corr | min corr | z-rms | cover | rse | rel_c | zero | images |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scheme | estimator | n per channel | forward passes | rel | corr | min corr | z-rms | cover | rse | rel_c | zero | flat | images |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scheme, est, n in keys:
         sel = [r for r in rows if (r["scheme"], r["estimator"], r["n"]) == (scheme, est, n)]
-        m = {k: float(np.mean([r.get(k, nan) for r in sel])) for k in ("rel", "corr", "z_rms", "cover", "rse", "rel_c", "zero")}
+        m = {k: float(np.mean([r.get(k, nan) for r in sel])) for k in ("rel", "corr", "z_rms", "cover", "rse", "rel_c", "zero", "flat")}
         lines.append(
             f"| {scheme} | {est} | {n} | {sel[0]['forward_passes']} | {m['rel']:.3f} | {m['corr']:.3f} | "
             f"{min(float(r['corr']) for r in sel):.3f} | {_blank(m['z_rms'], '.2f')} | {_blank(m['cover'], '.3f')} | "
-            f"{_blank(m['rse'], '.3f')} | {m['rel_c']:.3f} | {_blank(m['zero'], '.2f')} | {len(sel)} |"
+            f"{_blank(m['rse'], '.3f')} | {m['rel_c']:.3f} | {_blank(m['zero'], '.2f')} | {_blank(m['flat'], '.2f')} | {len(sel)} |"
         )
     return "\n".join(lines)
 
