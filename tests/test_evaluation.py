@@ -318,7 +318,7 @@ def test_registry_spends_the_reported_budget(name):
     # forward rows actually evaluated: the reported cost, give or take the reference pass
     assert spec.cost - 1 <= model.rows <= spec.cost + 1, (model.rows, spec.cost)
     if name == "leg":
-        assert spec.cost == 3 * 10  # antithetic pairs (the default) need no f(x0)
+        assert spec.cost == 3 * 10  # symmetric pairs (the default) need no f(x0)
 
 
 def test_registry_gradient_methods_and_errors():

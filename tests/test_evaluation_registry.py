@@ -55,7 +55,7 @@ def test_stated_costs():
     model = tiny_cnn()
     costs = {n: build_method(n, model, 31, **KW).cost for n in SINGLE}
     assert costs == {
-        "leg": 30, "leg-tv": 30,  # 3 channels x 10 (even: antithetic pairs)
+        "leg": 30, "leg-tv": 30,  # 3 channels x 10 (even: symmetric pairs)
         "lime": 31, "kernelshap": 31, "lime-ridge": 31,
         "ig": 30, "smoothgrad": 30, "saliency": 3, "gradcam": 3,  # 3 per forward + backward
         "ablation": 17, "random": 0,  # 4 x 4 cells + the unablated image

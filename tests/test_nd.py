@@ -254,7 +254,7 @@ def test_output_shapes_dtypes_and_standard_errors() -> None:
         assert torch.isfinite(out).all() and (err > 0).all()
     # Default grid: min(14, axis) cells per axis, so full resolution on the short volume axes.
     assert torch.unique(both[1][0, 0]).numel() == 3 * 4 * 5
-    assert leg.last_run.forward_passes == 3 * 16  # antithetic pairs (the default): no f(x0)
+    assert leg.last_run.forward_passes == 3 * 16  # symmetric pairs (the default): no f(x0)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_tabular_recipes_from_the_error_message() -> None:
     leg = LEG(tabular)
     unordered = leg.attribute(x.unsqueeze(-1), n_samples=400, perturb="joint", **kw)
     torch.testing.assert_close(unordered[..., 0], weight[1].expand_as(x), rtol=0, atol=1e-10)
-    assert leg.last_run.forward_passes == 400  # n (antithetic pairs) for any number of features
+    assert leg.last_run.forward_passes == 400  # n (symmetric pairs, the default) for any number of features
     # ... with independent noise of variance 3 s^2 on every feature (a one-cell grid's
     # Sigma is s^2 (L + 1) = 3 s^2).
     noise = torch.cat(seen[1:])

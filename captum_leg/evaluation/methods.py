@@ -58,7 +58,7 @@ class MethodEntry:
 
 
 _REGISTRY: Dict[str, MethodEntry] = {
-    "leg": MethodEntry(b.build_leg, "LEG, n per channel = budget / 3 (antithetic pairs)"),
+    "leg": MethodEntry(b.build_leg, "LEG at its defaults (ridge, orthogonal pairs), n per channel = budget / 3"),
     "leg-tv": MethodEntry(b.build_leg_tv, "LEG-TV at lam, from LEG's samples"),
     "lime": MethodEntry(b.build_lime, "Captum Lime, Lasso(alpha=0.01), n_samples = budget, grid mask"),
     "kernelshap": MethodEntry(b.build_kernelshap, "Captum KernelShap (weighted least squares), n_samples = budget"),
