@@ -108,6 +108,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help=f"default: {' '.join(METHODS)} "
                    "(leg-gradient only when LEG has estimator='gradient')")
     p.add_argument("--lams", type=float, nargs="+", default=[0.1, 0.3], help="LEG-TV lambdas of leg-tv-path")
+    p.add_argument("--noise-level", type=float, default=None,
+                   help="LEG's noise_level for every LEG method (default: LEG's, 0.09 on normalised inputs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--key-grid", choices=("fine", "coarse"), default="fine")
     p.add_argument("--curve-points", type=int, default=51)
@@ -146,10 +148,13 @@ def find_photos(paths: Sequence[str], only: str | None, device: str) -> List[Pho
 
 
 def build_specs(
-    names: Sequence[str], counter: ForwardCounter, budget: int, lams: Sequence[float]
+    names: Sequence[str], counter: ForwardCounter, budget: int, lams: Sequence[float],
+    noise_level: float | None = None,
 ) -> Dict[str, MethodSpec]:
     options = {**METHODS, "leg-tv-path": {"lams": tuple(lams)}}
-    return {n: build_method(n, counter, budget, **options.get(n, {})) for n in names}
+    noise = {} if noise_level is None else {"noise_level": noise_level}
+    return {n: build_method(n, counter, budget, **options.get(n, {}), **(noise if n.startswith("leg") else {}))
+            for n in names}
 
 
 def default_methods() -> List[str]:
@@ -229,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     model = load_efficientnet_lite0(args.device)
     counter = ForwardCounter(with_softmax(model) if args.scale == "probability" else model)
-    specs = build_specs(args.methods or default_methods(), counter, args.budget, args.lams)
+    specs = build_specs(args.methods or default_methods(), counter, args.budget, args.lams, args.noise_level)
     metrics = PaperMetrics(
         key_fractions=DEFAULT_KEY_FRACTIONS if args.key_grid == "fine" else COARSE_KEY_FRACTIONS,
         deletion_mask=args.deletion_mask, insertion_start=args.insertion_start, curve_points=args.curve_points,
