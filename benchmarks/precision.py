@@ -299,13 +299,19 @@ def summarise(rows: List[Dict[str, object]]) -> str:
     ]
     for scheme, est, n in keys:
         sel = [r for r in rows if (r["scheme"], r["estimator"], r["n"]) == (scheme, est, n)]
-        m = {k: float(np.mean([r.get(k, nan) for r in sel])) for k in ("rel", "corr", "z_rms", "cover", "rse", "rel_c", "zero", "flat")}
+        m = {k: _mean_of_known([r.get(k, nan) for r in sel]) for k in ("rel", "corr", "z_rms", "cover", "rse", "rel_c", "zero", "flat")}
         lines.append(
             f"| {scheme} | {est} | {n} | {sel[0]['forward_passes']} | {m['rel']:.3f} | {m['corr']:.3f} | "
             f"{min(float(r['corr']) for r in sel):.3f} | {_blank(m['z_rms'], '.2f')} | {_blank(m['cover'], '.3f')} | "
             f"{_blank(m['rse'], '.3f')} | {m['rel_c']:.3f} | {_blank(m['zero'], '.2f')} | {_blank(m['flat'], '.2f')} | {len(sel)} |"
         )
     return "\n".join(lines)
+
+
+def _mean_of_known(values: List[object]) -> float:
+    """Mean over the photos that have the column (files written before it existed lack it)."""
+    known = [float(v) for v in values if not np.isnan(float(v))]  # type: ignore[arg-type]
+    return float(np.mean(known)) if known else nan
 
 
 def _blank(value: float, fmt: str) -> str:
