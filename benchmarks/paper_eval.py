@@ -70,8 +70,10 @@ from captum_leg.evaluation.runner import (
 from captum_leg.evaluation.tables import (
     flat_rows,
     markdown_table,
+    paired_rows,
     summary_rows,
     timing_rows,
+    wide_paired_rows,
     wide_rows,
     write_csv,
 )
@@ -110,6 +112,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--lams", type=float, nargs="+", default=[0.1, 0.3], help="LEG-TV lambdas of leg-tv-path")
     p.add_argument("--noise-level", type=float, default=None,
                    help="LEG's noise_level for every LEG method (default: LEG's, 0.09 on normalised inputs)")
+    p.add_argument("--grid-size", type=int, default=None,
+                   help="LEG's grid_size for every LEG method (default: LEG's, 14 at 224 x 224); "
+                        "Lime, KernelShap and ablation keep their 14 x 14 cells")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--key-grid", choices=("fine", "coarse"), default="fine")
     p.add_argument("--curve-points", type=int, default=51)
@@ -149,11 +154,11 @@ def find_photos(paths: Sequence[str], only: str | None, device: str) -> List[Pho
 
 def build_specs(
     names: Sequence[str], counter: ForwardCounter, budget: int, lams: Sequence[float],
-    noise_level: float | None = None,
+    noise_level: float | None = None, grid_size: int | None = None,
 ) -> Dict[str, MethodSpec]:
     options = {**METHODS, "leg-tv-path": {"lams": tuple(lams)}}
-    noise = {} if noise_level is None else {"noise_level": noise_level}
-    return {n: build_method(n, counter, budget, **options.get(n, {}), **(noise if n.startswith("leg") else {}))
+    leg = {k: v for k, v in dict(noise_level=noise_level, grid_size=grid_size).items() if v is not None}
+    return {n: build_method(n, counter, budget, **options.get(n, {}), **(leg if n.startswith("leg") else {}))
             for n in names}
 
 
@@ -187,6 +192,7 @@ def write_report(out: Path, records: List[Dict[str, Any]], specs: Dict[str, Meth
         "## Key size (smaller is better)\n", markdown_table(wide_rows(summary, KEY_METRICS, costs)),
         f"## Deletion and insertion areas ({args.scale}; deletion: lower is better, insertion: higher)\n",
         markdown_table(wide_rows(summary, CURVE_METRICS, costs)),
+        *paired_section(out, rows, args.seed),
         "## Cost and time per photo\n", markdown_table(timings),
         "## Methods\n", markdown_table([dict(method=n, cost=s.cost, summary=method_entry(n).summary,
                                              settings=_short(s.settings)) for n, s in specs.items()]),
@@ -194,6 +200,21 @@ def write_report(out: Path, records: List[Dict[str, Any]], specs: Dict[str, Meth
     ]
     (out / "README.md").write_text("\n".join(lines))
     write_plots(out, records, args)
+
+
+def paired_section(out: Path, rows: List[Dict[str, Any]], seed: int) -> List[str]:
+    """LEG against every other method, photo by photo (``paired.csv`` and a table)."""
+    methods = {r["method"] for r in rows}
+    if "leg" not in methods or len(methods) == 1:
+        return []
+    metrics = KEY_METRICS + CURVE_METRICS
+    paired = paired_rows(rows, "leg", metrics, higher_is_better=("insertion_auc",), seed=seed)
+    write_csv(out / "paired.csv", paired)
+    return ["## LEG against each method, photo by photo\n",
+            "Mean of LEG's value minus the method's over the photos both have [bootstrap 95 % interval "
+            "of that mean], then photos where LEG is better / level / worse. Negative is better for LEG "
+            "except in insertion.\n",
+            markdown_table(wide_paired_rows(paired, metrics))]
 
 
 def command_line(script: str) -> str:
@@ -234,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     model = load_efficientnet_lite0(args.device)
     counter = ForwardCounter(with_softmax(model) if args.scale == "probability" else model)
-    specs = build_specs(args.methods or default_methods(), counter, args.budget, args.lams, args.noise_level)
+    specs = build_specs(args.methods or default_methods(), counter, args.budget, args.lams, args.noise_level,
+                        args.grid_size)
     metrics = PaperMetrics(
         key_fractions=DEFAULT_KEY_FRACTIONS if args.key_grid == "fine" else COARSE_KEY_FRACTIONS,
         deletion_mask=args.deletion_mask, insertion_start=args.insertion_start, curve_points=args.curve_points,

@@ -22,6 +22,7 @@ from captum_leg.evaluation.runner import (
     with_softmax,
 )
 from captum_leg.evaluation.tables import flat_rows, markdown_table, summary_rows, timing_rows, wide_rows
+from captum_leg.evaluation.tables import paired_rows, wide_paired_rows
 
 
 class Linear(nn.Module):
@@ -215,3 +216,57 @@ def test_block_layers_and_block_reinitialisation():
         assert torch.equal(v, again[k]), k
     with pytest.raises(ValueError, match="no module"):
         block_layers(nn.ReLU())
+
+
+def _paper_eval():
+    """``benchmarks/paper_eval.py`` imported as a module (it is not a package)."""
+    import importlib.util
+    import os
+    import sys
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+    spec = importlib.util.spec_from_file_location("_benchmark_paper_eval", os.path.join(folder, "paper_eval.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def test_paper_eval_variants_change_only_the_leg_methods():
+    # --noise-level and --grid-size are LEG variants: the peers keep their own settings.
+    counter = ForwardCounter(Linear())
+    specs = _paper_eval().build_specs(["leg", "leg-tv-path", "lime"], counter, 120, [0.1],
+                                      noise_level=0.2, grid_size=2)
+    for name in ("leg", "leg-tv-path"):
+        assert specs[name].settings["noise_level"] == 0.2 and specs[name].settings["grid_size"] == 2
+    assert specs["lime"].settings.get("noise_level") is None and specs["lime"].settings.get("grid_size") is None
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    leg_map = specs["leg"](x, torch.tensor([0]), 0)
+    # a 2 x 2 grid: each channel's map is constant on 4 x 4 blocks
+    blocks = leg_map.reshape(3, 2, 4, 2, 4)
+    assert torch.allclose(blocks, blocks[:, :, :1, :, :1].expand_as(blocks))
+    assert not torch.allclose(leg_map, leg_map.flatten()[0].expand_as(leg_map))
+
+
+def test_paired_rows_compare_photo_by_photo_in_each_metric_direction():
+    # photo effects are large, method differences small and consistent: pairing sees them
+    rows = []
+    for i, base in enumerate([0.1, 0.5, 0.9, 0.3]):
+        rows.append(dict(photo=f"p{i}", method="leg", key_mean=base, insertion_auc=base + 0.02))
+        rows.append(dict(photo=f"p{i}", method="peer", key_mean=base + 0.01 * (i != 3), insertion_auc=base))
+    rows.append(dict(photo="p9", method="peer", key_mean=0.0, insertion_auc=0.0))  # unpaired: ignored
+    out = {r["metric"]: r for r in paired_rows(rows, "leg", ["key_mean", "insertion_auc"],
+                                                higher_is_better=["insertion_auc"])}
+    key, ins = out["key_mean"], out["insertion_auc"]
+    assert key["n"] == 4 and key["mean"] == pytest.approx(-0.0075)
+    assert (key["wins"], key["ties"], key["losses"]) == (3, 1, 0)
+    assert ins["mean"] == pytest.approx(0.02) and (ins["wins"], ins["losses"]) == (4, 0)
+    assert key["high"] <= 0.0  # every resample's mean is <= 0: LEG is never worse
+    cell = wide_paired_rows(list(out.values()), ["key_mean", "insertion_auc"])[0]
+    assert cell["against"] == "peer" and cell["key_mean"].endswith("3/1/0")
+    with pytest.raises(ValueError, match="reference"):
+        paired_rows(rows, "lime", ["key_mean"])

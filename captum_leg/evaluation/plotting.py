@@ -135,7 +135,8 @@ def plot_cascading(
     ax.set_ylabel("Spearman rank correlation")
     ax.set_xlabel("layers randomised cumulatively (top down)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    # beside the axes: with several methods an inside legend hides the curves
+    ax.legend(fontsize=7, ncol=1 + len(results) // 5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if image is not None:
         for k, (name, r) in enumerate(results.items()):
             panels = [r.original] + r.maps

@@ -52,6 +52,48 @@ def wide_rows(summary: Sequence[Mapping[str, Any]], metrics: Sequence[str],
     return out
 
 
+def paired_rows(rows: Sequence[Mapping[str, Any]], reference: str, metrics: Sequence[str],
+                higher_is_better: Sequence[str] = (), *, level: float = 0.95, seed: int = 0) -> List[Dict[str, Any]]:
+    """``reference`` against every other method, photo by photo.
+
+    For each method and metric, over the photos both have: the mean paired difference
+    ``reference - method`` with a bootstrap interval of that mean, and how many photos the
+    reference wins, ties and loses (``higher_is_better`` names the metrics where larger
+    wins; smaller wins elsewhere). Paired differences cancel what photos share (a hard
+    photo is hard for every method), so they separate methods that overlapping
+    per-method intervals cannot.
+    """
+    values = {(r["photo"], r["method"], m): r[m] for r in rows for m in metrics if m in r}
+    if not any(k[1] == reference for k in values):
+        raise ValueError(f"reference: no rows of method {reference!r}")
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        if method == reference:
+            continue
+        for metric in metrics:
+            photos = [p for (p, m, k) in values if m == method and k == metric and (p, reference, metric) in values]
+            diff = np.array([values[(p, reference, metric)] - values[(p, method, metric)] for p in photos], float)
+            better = diff > 0 if metric in higher_is_better else diff < 0
+            out.append(dict(method=method, metric=metric, **summarize(diff, level, seed=seed),
+                            wins=int(better.sum()), ties=int((diff == 0).sum()),
+                            losses=int(diff.size - better.sum() - (diff == 0).sum())))
+    return out
+
+
+def wide_paired_rows(paired: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> List[Dict[str, Any]]:
+    """Methods x metrics, each cell ``mean difference [low, high] wins/ties/losses``."""
+    cells = {(s["method"], s["metric"]): s for s in paired}
+    out = []
+    for method in dict.fromkeys(s["method"] for s in paired):
+        row: Dict[str, Any] = {"against": method}
+        for metric in metrics:
+            s = cells[(method, metric)]
+            row[metric] = "" if s["n"] == 0 else (
+                f"{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}] {s['wins']}/{s['ties']}/{s['losses']}")
+        out.append(row)
+    return out
+
+
 def _cell(s: Mapping[str, Any]) -> str:
     if s["n"] == 0:
         return ""
