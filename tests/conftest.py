@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import types
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,16 @@ from torch import Tensor
 from captum_leg.grid import cell_index
 
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+
+
+def benchmark_script(name: str) -> types.ModuleType:
+    """A script of ``benchmarks/`` imported as a module (it is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_benchmark_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def cell_mean(pixels: Tensor, k1: int, k2: int) -> Tensor:

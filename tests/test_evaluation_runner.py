@@ -23,6 +23,7 @@ from captum_leg.evaluation.runner import (
 )
 from captum_leg.evaluation.tables import flat_rows, markdown_table, summary_rows, timing_rows, wide_rows
 from captum_leg.evaluation.tables import paired_rows, wide_paired_rows
+from conftest import benchmark_script
 
 
 class Linear(nn.Module):
@@ -218,28 +219,10 @@ def test_block_layers_and_block_reinitialisation():
         block_layers(nn.ReLU())
 
 
-def _paper_eval():
-    """``benchmarks/paper_eval.py`` imported as a module (it is not a package)."""
-    import importlib.util
-    import os
-    import sys
-
-    folder = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
-    spec = importlib.util.spec_from_file_location("_benchmark_paper_eval", os.path.join(folder, "paper_eval.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, folder)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(folder)
-    return module
-
-
 def test_paper_eval_variants_change_only_the_leg_methods():
     # --noise-level and --grid-size are LEG variants: the peers keep their own settings.
     counter = ForwardCounter(Linear())
-    specs = _paper_eval().build_specs(["leg", "leg-tv-path", "lime"], counter, 120, [0.1],
+    specs = benchmark_script("paper_eval").build_specs(["leg", "leg-tv-path", "lime"], counter, 120, [0.1],
                                       noise_level=0.2, grid_size=2)
     for name in ("leg", "leg-tv-path"):
         assert specs[name].settings["noise_level"] == 0.2 and specs[name].settings["grid_size"] == 2

@@ -43,6 +43,7 @@ from captum_leg.solvers import (
 )
 from captum_leg.solvers import TVProblem
 from captum_leg.solvers.operators import LPOperators, lower_bound, make_feasible
+from conftest import benchmark_script
 
 HAVE_CVXPY = importlib.util.find_spec("cvxpy") is not None
 needs_cvxpy = pytest.mark.skipif(not HAVE_CVXPY, reason="needs cvxpy (the cvxpy extra)")
@@ -145,17 +146,7 @@ def make_moments(shape, B: int, seed: int, s: float = S, n: int = 500) -> torch.
 
 def realistic_moments(k: int, B: int, seed: int, n: int = 2000) -> torch.Tensor:
     """The benchmark's instances (piecewise-smooth map, Monte-Carlo noise of n samples)."""
-    return _benchmark("solvers").make_instances((k, k), B, n=n, seed=seed)
-
-
-def _benchmark(name: str) -> types.ModuleType:
-    """A script of ``benchmarks/`` imported as a module (it is not a package)."""
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_benchmark_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("solvers").make_instances((k, k), B, n=n, seed=seed)
 
 
 def rel(a, b) -> float:
@@ -627,13 +618,13 @@ def test_cuda_3d_grid():
 # the benchmark scripts run (CPU-safe parts)
 # ---------------------------------------------------------------------------------------
 def test_benchmark_scripts_run_on_cpu(capsys):
-    bench = _benchmark("solvers")
+    bench = benchmark_script("solvers")
     bench.main(["--grids", "8", "--backends", "torch", "highs", "--batch", "2"])
     out = capsys.readouterr().out
     assert "torch" in out and "highs" in out and "FAILED" not in out
     m = bench.make_instances((3, 4, 5), 2)
     assert m.shape == (2, 60) and torch.isfinite(m).all()
-    gpu = _benchmark("gpu_check")
+    gpu = benchmark_script("gpu_check")
     assert gpu.main(["--self-check"]) == 0
     if not torch.cuda.is_available():
         assert gpu.main([]) == 0
